@@ -1,0 +1,1 @@
+"""The control plane: workflows, scheduling, storage, APIs and the CLI."""

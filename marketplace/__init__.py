@@ -1,0 +1,1 @@
+"""The marketplace: registry, publishing checks, scoring and install."""

@@ -1,0 +1,1 @@
+"""The sandbox host: everything that executes connector components."""
