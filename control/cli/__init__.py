@@ -6,5 +6,3 @@ import click
 @click.group()
 def main() -> None:
     """FlowForge: self-hosted workflow automation with sandboxed connectors."""
-
-
