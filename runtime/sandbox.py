@@ -1,0 +1,216 @@
+"""The sandbox: the one entry point that runs a connector component.
+
+Each invocation gets a fresh Store with its own limits and its own capabilities (logs,
+secrets, network); nothing survives from one call to the next. The worker, the
+marketplace's conformance check and `flowforge connector run` all come through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import wasmtime
+from wasmtime.component import Linker
+
+from ._stock_tmp import HostTrap, InvokeFunc, context_key, link_host
+from .cache import CompileCache
+from .engine import epoch_ticks, get_engine
+from .limits import Limits
+from .loader import LoadedComponent, load_component, read_source
+from .log import LogCapture
+from .network import NetworkPolicy
+from .outcome import ConnectorFailed, Outcome, SandboxStopped, Stats, StopReason, Success
+from .secrets import SecretGrants
+from .values import Failure, HttpRequest, HttpResponse, LogLevel
+
+_MAX_FAILURE_MESSAGE = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    """What one step may reach: secret values by name, and network host patterns."""
+
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    network: tuple[str, ...] = ()
+
+
+@lru_cache(maxsize=256)
+def _policy(patterns: tuple[str, ...]) -> NetworkPolicy:
+    return NetworkPolicy.from_patterns(patterns)
+
+
+class _Invocation:
+    """The host side of one call: the capabilities the guest reaches through `host`."""
+
+    def __init__(self, grants: Grants, limits: Limits, deadline: float) -> None:
+        self.limits = limits
+        self.deadline = deadline
+        self.secrets = SecretGrants(grants.secrets)
+        self.network = _policy(tuple(grants.network))
+        self.logs = LogCapture(limits, self.secrets.scrub)
+        self.http_requests = 0
+        self.stop: tuple[StopReason, str] | None = None
+
+    def log(self, level: LogLevel, message: str) -> None:
+        self.logs.add(level, message)
+
+    def secret(self, name: str) -> tuple[bool, str]:
+        return self.secrets.read(name)
+
+    def fetch(self, request: HttpRequest) -> HttpResponse | str:
+        self.http_requests += 1
+        if self.http_requests > self.limits.http_requests:
+            return f"request limit reached: at most {self.limits.http_requests} per invocation"
+        result = self.network.fetch(
+            request, deadline=self.deadline, max_response_bytes=self.limits.http_response_bytes
+        )
+        if time.monotonic() > self.deadline:
+            self.stop = ("timeout", f"wall-clock limit of {self.limits.timeout_s:g} s reached")
+            raise HostTrap(self.stop[1])
+        return self.secrets.scrub(result) if isinstance(result, str) else result
+
+
+class Sandbox:
+    """Loads components and runs them; safe to share between threads."""
+
+    def __init__(self, cache: CompileCache | None = None, max_workers: int | None = None) -> None:
+        self.engine = get_engine()
+        self.cache = cache or CompileCache()
+        self._loaded: dict[str, LoadedComponent] = {}
+        self._active: dict[int, _Invocation] = {}
+        self._linker = Linker(self.engine)
+        self._linker.add_wasip2()
+        link_host(self._linker, self._active.__getitem__)
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_workers or os.cpu_count() or 2, thread_name_prefix="flowforge-wasm"
+        )
+
+    def load(self, source: Path | bytes, name: str | None = None) -> LoadedComponent:
+        """Compile (or take from the caches) and check a component; raises LoadError."""
+        data = read_source(source)
+        label = name or (str(source) if isinstance(source, Path) else "component")
+        loaded = load_component(self.engine, data, self.cache, label)
+        return self._loaded.setdefault(loaded.sha256, loaded)
+
+    def run(
+        self,
+        component: LoadedComponent,
+        *,
+        config: str = "{}",
+        input: str = "{}",
+        grants: Grants | None = None,
+        limits: Limits | None = None,
+    ) -> Outcome:
+        """Run `invoke(config, input)` in a fresh store. Never raises for guest behaviour."""
+        limits = limits or Limits()
+        started = time.monotonic()
+        call = _Invocation(grants or Grants(), limits, started + limits.timeout_s)
+        store = wasmtime.Store(self.engine)
+        store.set_limits(memory_size=limits.memory_bytes)
+        store.set_fuel(limits.fuel)
+        store.set_epoch_deadline(epoch_ticks(limits.timeout_s))
+        if component.imports_wasi:
+            # Nothing granted: no dirs, env, args or sockets; output becomes log lines.
+            wasi = wasmtime.WasiConfig()
+            wasi.stdout_custom = call.logs.stream("stdout")
+            wasi.stderr_custom = call.logs.stream("stderr")
+            store.set_wasi(wasi)
+        key = context_key(store)
+        self._active[key] = call
+        try:
+            result = self._call(store, component, config, input, limits)
+        except HostTrap as exc:
+            reason, message = call.stop or ("trap", str(exc))
+            result = (reason, message)
+        finally:
+            del self._active[key]
+        stats = Stats(
+            wall_ms=(time.monotonic() - started) * 1000,
+            fuel_used=limits.fuel - store.get_fuel(),
+            http_requests=call.http_requests,
+        )
+        logs = call.logs.lines()
+        scrub = call.secrets.scrub
+        if isinstance(result, tuple):
+            return SandboxStopped(result[0], scrub(result[1]), logs, stats)
+        if isinstance(result, Failure):
+            message = scrub(result.message[:_MAX_FAILURE_MESSAGE])
+            return ConnectorFailed(
+                Failure(result.kind, message, result.retry_after_ms), logs, stats
+            )
+        if len(result.encode("utf-8")) > limits.output_bytes:
+            message = f"output exceeds the {limits.output_bytes} byte limit"
+            return SandboxStopped("output-too-large", message, logs, stats)
+        try:
+            output = scrub.json(result) if call.secrets.reads else _checked_json(result)
+        except ValueError as exc:
+            bad = Failure("internal", f"connector returned output that is not JSON: {exc}")
+            return ConnectorFailed(bad, logs, stats)
+        return Success(output, logs, stats)
+
+    def _call(
+        self,
+        store: wasmtime.Store,
+        component: LoadedComponent,
+        config: str,
+        input: str,
+        limits: Limits,
+    ) -> str | Failure | tuple[StopReason, str]:
+        try:
+            instance = self._linker.instantiate(store, component.component)
+            invoke = InvokeFunc.lookup(instance, store)
+            if invoke is None:  # the world check makes this unreachable for loaded components
+                return ("trap", "the instance has no handler.invoke export")
+            return invoke(store, config, input)
+        except wasmtime.WasmtimeError as exc:
+            return classify_trap(str(exc), limits)
+
+    async def run_async(
+        self,
+        component: LoadedComponent,
+        *,
+        config: str = "{}",
+        input: str = "{}",
+        grants: Grants | None = None,
+        limits: Limits | None = None,
+    ) -> Outcome:
+        """`run` on the sandbox's threads, so the event loop keeps serving others."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor,
+            lambda: self.run(component, config=config, input=input, grants=grants, limits=limits),
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def _checked_json(text: str) -> str:
+    json.loads(text)
+    return text
+
+
+def trap_cause(message: str) -> str:
+    """The line that says why, from a wasmtime error (its backtrace is not for users)."""
+    _, sep, cause = message.partition("Caused by:")
+    lines = [ln.strip() for ln in (cause if sep else message).strip().splitlines()]
+    return next((ln for ln in lines if ln), "trap")
+
+
+def classify_trap(message: str, limits: Limits) -> tuple[StopReason, str]:
+    """Name the reason wasmtime stopped a guest, from its error text."""
+    cause = trap_cause(message)
+    text = cause.lower()
+    if "all fuel consumed" in text:
+        return ("fuel-exhausted", f"the fuel budget of {limits.fuel} was used up")
+    if "interrupt" in text:
+        return ("timeout", f"the wall-clock limit of {limits.timeout_s:g} s was reached")
+    return ("trap", cause)
