@@ -9,6 +9,7 @@ from pathlib import Path
 import wasmtime
 from wasmtime.component import Component
 
+from ._capi import InvokeExport
 from .cache import CompileCache
 from .world import WorldError, check_world
 
@@ -27,6 +28,7 @@ class LoadedComponent:
 
     sha256: str
     component: Component
+    invoke: InvokeExport
     imports_wasi: bool
     size_bytes: int
 
@@ -89,4 +91,7 @@ def load_component(
         imports_wasi = check_world(component.type, engine)
     except WorldError as exc:
         raise LoadError(f"{name}: {exc}") from None
-    return LoadedComponent(digest, component, imports_wasi, len(data))
+    invoke = InvokeExport.of(component)
+    if invoke is None:  # check_world found it in the type; this is the runtime index
+        raise LoadError(f"{name}: missing export flowforge:connector/handler@0.1.0#invoke")
+    return LoadedComponent(digest, component, invoke, imports_wasi, len(data))

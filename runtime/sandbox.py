@@ -20,7 +20,7 @@ from pathlib import Path
 import wasmtime
 from wasmtime.component import Linker
 
-from ._stock_tmp import HostTrap, InvokeFunc, context_key, link_host
+from ._capi import HostTrap, context_key, link_host
 from .cache import CompileCache
 from .engine import epoch_ticks, get_engine
 from .limits import Limits
@@ -166,7 +166,7 @@ class Sandbox:
     ) -> str | Failure | tuple[StopReason, str]:
         try:
             instance = self._linker.instantiate(store, component.component)
-            invoke = InvokeFunc.lookup(instance, store)
+            invoke = component.invoke.bind(instance, store)
             if invoke is None:  # the world check makes this unreachable for loaded components
                 return ("trap", "the instance has no handler.invoke export")
             return invoke(store, config, input)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 MASK = "***"
@@ -61,12 +62,19 @@ class Scrubber:
         return value
 
 
+@lru_cache(maxsize=256)
+def _scrubber(values: frozenset[str]) -> Scrubber:
+    # Compiling the mask pattern costs more than a whole small invocation; steps of a
+    # workflow reuse the same few secrets, so each set of values is compiled once.
+    return Scrubber({str(i): v for i, v in enumerate(sorted(values))})
+
+
 class SecretGrants:
     """The secrets granted to one invocation, by name."""
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self._values = dict(values)
-        self.scrub = Scrubber(self._values)
+        self.scrub = _scrubber(frozenset(self._values.values()))
         self.reads: list[str] = []
 
     def read(self, name: str) -> tuple[bool, str]:
