@@ -14,6 +14,8 @@ from typing import Final
 
 import wasmtime
 
+from ._capi import install_memory_creator
+
 EPOCH_TICK_S: Final = 0.005
 """How often the ticker advances the epoch: the granularity of wall-clock deadlines."""
 
@@ -26,6 +28,9 @@ class EngineSettings:
     """Everything that makes a compiled artefact valid only for this engine."""
 
     consume_fuel: bool = True
+    # Our memory creator accounts each invocation's memory; wasmtime maps copy-on-write
+    # data images only into memories it made itself, so that is off with it.
+    host_memory_creator: bool = True
     epoch_interruption: bool = True
     max_wasm_stack: int = MAX_WASM_STACK
     cranelift_opt_level: str = "speed"
@@ -35,6 +40,7 @@ class EngineSettings:
         return (
             f"wasmtime-{version('wasmtime')};fuel={int(self.consume_fuel)};"
             f"epoch={int(self.epoch_interruption)};stack={self.max_wasm_stack};"
+            f"memcreator={int(self.host_memory_creator)};"
             f"opt={self.cranelift_opt_level}"
         )
 
@@ -73,6 +79,8 @@ def get_engine() -> wasmtime.Engine:
             config.max_wasm_stack = SETTINGS.max_wasm_stack
             config.cranelift_opt_level = SETTINGS.cranelift_opt_level
             config.wasm_component_model = True
+            if SETTINGS.host_memory_creator:
+                install_memory_creator(config)
             engine = wasmtime.Engine(config)
             _Ticker(engine).start()
             _engine = engine

@@ -20,7 +20,7 @@ from pathlib import Path
 import wasmtime
 from wasmtime.component import Linker
 
-from ._capi import HostTrap, context_key, link_host
+from ._capi import MEMORY_LIMIT, HostTrap, MemoryAccount, accounting, context_key, link_host
 from .cache import CompileCache
 from .engine import epoch_ticks, get_engine
 from .limits import Limits
@@ -73,8 +73,9 @@ class _Invocation:
             request, deadline=self.deadline, max_response_bytes=self.limits.http_response_bytes
         )
         if time.monotonic() > self.deadline:
-            self.stop = ("timeout", f"wall-clock limit of {self.limits.timeout_s:g} s reached")
-            raise HostTrap(self.stop[1])
+            message = f"the wall-clock limit of {self.limits.timeout_s:g} s was reached"
+            self.stop = ("timeout", message)
+            raise HostTrap(message)
         return self.secrets.scrub(result) if isinstance(result, str) else result
 
 
@@ -114,7 +115,7 @@ class Sandbox:
         started = time.monotonic()
         call = _Invocation(grants or Grants(), limits, started + limits.timeout_s)
         store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=limits.memory_bytes)
+        memory = MemoryAccount(limits.memory_bytes)  # enforces the limit and records the peak
         store.set_fuel(limits.fuel)
         store.set_epoch_deadline(epoch_ticks(limits.timeout_s))
         if component.imports_wasi:
@@ -126,7 +127,7 @@ class Sandbox:
         key = context_key(store)
         self._active[key] = call
         try:
-            result = self._call(store, component, config, input, limits)
+            result = self._call(store, component, config, input, limits, memory)
         except HostTrap as exc:
             reason, message = call.stop or ("trap", str(exc))
             result = (reason, message)
@@ -135,6 +136,7 @@ class Sandbox:
         stats = Stats(
             wall_ms=(time.monotonic() - started) * 1000,
             fuel_used=limits.fuel - store.get_fuel(),
+            peak_memory_bytes=memory.peak_bytes,
             http_requests=call.http_requests,
         )
         logs = call.logs.lines()
@@ -163,15 +165,17 @@ class Sandbox:
         config: str,
         input: str,
         limits: Limits,
+        memory: MemoryAccount,
     ) -> str | Failure | tuple[StopReason, str]:
         try:
-            instance = self._linker.instantiate(store, component.component)
+            with accounting(memory):
+                instance = self._linker.instantiate(store, component.component)
             invoke = component.invoke.bind(instance, store)
             if invoke is None:  # the world check makes this unreachable for loaded components
                 return ("trap", "the instance has no handler.invoke export")
             return invoke(store, config, input)
         except wasmtime.WasmtimeError as exc:
-            return classify_trap(str(exc), limits)
+            return classify_trap(str(exc), limits, memory)
 
     async def run_async(
         self,
@@ -205,10 +209,18 @@ def trap_cause(message: str) -> str:
     return next((ln for ln in lines if ln), "trap")
 
 
-def classify_trap(message: str, limits: Limits) -> tuple[StopReason, str]:
-    """Name the reason wasmtime stopped a guest, from its error text."""
+def classify_trap(message: str, limits: Limits, memory: MemoryAccount) -> tuple[StopReason, str]:
+    """Name the reason wasmtime stopped a guest, from its error text and what it was refused.
+
+    A guest whose memory growth was refused sees `memory.grow` return -1 and usually traps
+    soon after; that trap is reported as the memory limit it follows from.
+    """
     cause = trap_cause(message)
     text = cause.lower()
+    if memory.refused or cause.startswith(MEMORY_LIMIT):
+        mib = limits.memory_bytes / (1 << 20)
+        asked = memory.refused_request_bytes / (1 << 20)
+        return ("memory-limit", f"memory limit of {mib:g} MiB reached (asked for {asked:g} MiB)")
     if "all fuel consumed" in text:
         return ("fuel-exhausted", f"the fuel budget of {limits.fuel} was used up")
     if "interrupt" in text:

@@ -144,9 +144,13 @@ def _check_handler_export(component_type: ComponentType, engine: wasmtime.Engine
     invoke = instance.exports(engine).get("invoke")
     if invoke is None:
         raise WorldError(f"missing export {HANDLER_INTERFACE}#invoke")
-    found = invoke.ty
-    if not isinstance(found, FuncType) or describe_func(found) != INVOKE_SIGNATURE:
-        shown = describe_func(found) if isinstance(found, FuncType) else type(found).__name__
+    invoke_type = invoke.ty
+    if not isinstance(invoke_type, FuncType) or describe_func(invoke_type) != INVOKE_SIGNATURE:
+        shown = (
+            describe_func(invoke_type)
+            if isinstance(invoke_type, FuncType)
+            else type(invoke_type).__name__
+        )
         raise WorldError(
             f"export {HANDLER_INTERFACE}#invoke has the wrong type: "
             f"expected {INVOKE_SIGNATURE}, found {shown}"

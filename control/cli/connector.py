@@ -74,12 +74,13 @@ def outcome_payload(outcome: Outcome) -> tuple[dict[str, Any], int]:
         "peak_memory_bytes": outcome.stats.peak_memory_bytes,
         "http_requests": outcome.stats.http_requests,
     }
+    error: dict[str, Any]
     if isinstance(outcome, SandboxStopped):
         error = {"kind": outcome.reason, "message": outcome.message}
         return {"ok": False, "error": error, "logs": logs, "stats": stats}, EXIT_STOPPED
     if isinstance(outcome, ConnectorFailed):
         failure = outcome.failure
-        error: dict[str, Any] = {"kind": failure.kind, "message": failure.message}
+        error = {"kind": failure.kind, "message": failure.message}
         if failure.retry_after_ms is not None:
             error["retry_after_ms"] = failure.retry_after_ms
         return {"ok": False, "error": error, "logs": logs, "stats": stats}, EXIT_FAILURE

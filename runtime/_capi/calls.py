@@ -1,4 +1,4 @@
-"""The fast path into the wasmtime C API: the one module that touches ctypes.
+"""The fast path for calls into and out of the guest, through the wasmtime C API.
 
 The stock `wasmtime.component` API rebuilds type information through ctypes on
 every call (about 230 us per `Func.__call__`, about 70 us per host callback).
@@ -49,7 +49,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component
 
-from .values import (
+from ..values import (
     ERROR_KINDS,
     LOG_LEVELS,
     ErrorKind,
@@ -68,7 +68,6 @@ __all__ = [
     "InvokeExport",
     "InvokeFunc",
     "context_key",
-    "enable_pooling",
     "link_host",
 ]
 
@@ -613,53 +612,3 @@ def _read_invoke_result(addr: int) -> str | Failure:
     if val.of.result.is_ok:
         return _read_string(payload)
     return _read_failure(payload)
-
-
-# --- engine configuration
-
-
-def enable_pooling(
-    config: wasmtime.Config,
-    *,
-    max_memory_bytes: int,
-    max_instances: int,
-    memories_per_component: int = 2,
-    tables_per_component: int = 4,
-    core_instances_per_component: int = 20,
-    table_elements: int = 20_000,
-) -> None:
-    """Turn on the pooling instance allocator for engines made from `config`.
-
-    Pooling preallocates slots, so instantiation skips mmap/munmap. Measured by
-    bench/capi_probe.py (tiny WAT component, 2-core machine, medians): Store +
-    fuel + epoch + WASI + instantiate 31-34 us on demand, 16 us pooled; with
-    bind + invoke (two host calls) + drop, 57 us against 37 us.
-    A component needing more than the per-component limits, or an instance
-    beyond `max_instances` alive at once, fails to instantiate (WasmtimeError).
-    """
-    pool = ffi.wasmtime_pooling_allocation_config_new()
-    try:
-        ffi.wasmtime_pooling_allocation_config_total_component_instances_set(pool, max_instances)
-        ffi.wasmtime_pooling_allocation_config_total_core_instances_set(
-            pool, max_instances * core_instances_per_component
-        )
-        ffi.wasmtime_pooling_allocation_config_max_core_instances_per_component_set(
-            pool, core_instances_per_component
-        )
-        ffi.wasmtime_pooling_allocation_config_total_memories_set(
-            pool, max_instances * memories_per_component
-        )
-        ffi.wasmtime_pooling_allocation_config_max_memories_per_component_set(
-            pool, memories_per_component
-        )
-        ffi.wasmtime_pooling_allocation_config_total_tables_set(
-            pool, max_instances * tables_per_component
-        )
-        ffi.wasmtime_pooling_allocation_config_max_tables_per_component_set(
-            pool, tables_per_component
-        )
-        ffi.wasmtime_pooling_allocation_config_table_elements_set(pool, table_elements)
-        ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pool, max_memory_bytes)
-        ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pool)
-    finally:
-        ffi.wasmtime_pooling_allocation_config_delete(pool)
