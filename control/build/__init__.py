@@ -8,13 +8,13 @@ the sources and nothing more.
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from flowforge.control.build import python, zig
 from flowforge.control.build.cache import (
     BuildCache,
     build_key,
@@ -25,11 +25,13 @@ from flowforge.control.build.cache import (
 from flowforge.control.build.errors import BuildError, ToolchainError
 from flowforge.control.build.toolchain import Tool
 from flowforge.control.build.world import check_component
+from flowforge.sdk import sdk_dir
 from flowforge.wit import wit_dir
 
 __all__ = ["BuildError", "BuiltComponent", "Language", "ToolchainError", "build_component"]
 
-Language = Literal["python", "zig"]
+Language = Literal["python", "javascript", "zig", "c"]
+LANGUAGES: tuple[Language, ...] = ("python", "javascript", "zig", "c")
 
 
 class _LanguageBuilder(Protocol):
@@ -45,7 +47,12 @@ class _LanguageBuilder(Protocol):
     ) -> Path: ...
 
 
-_BUILDERS: dict[str, _LanguageBuilder] = {"python": python, "zig": zig}
+def _builder(language: str) -> _LanguageBuilder:
+    """The language's module, `flowforge.control.build.<language>` (one per language)."""
+    if language not in LANGUAGES:
+        raise BuildError(f"unknown language {language!r}; expected one of {', '.join(LANGUAGES)}")
+    module: _LanguageBuilder = importlib.import_module(f"flowforge.control.build.{language}")
+    return module
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +76,7 @@ def build_component(
     Raises ToolchainError when the language's toolchain is not installed, and BuildError
     when the sources do not compile or the result does not fit the connector world.
     """
-    builder = _BUILDERS.get(language)
-    if builder is None:
-        raise BuildError(f"unknown language {language!r}; expected one of {sorted(_BUILDERS)}")
+    builder = _builder(language)
     source_dir = source_dir.resolve()
     if not source_dir.is_dir():
         raise BuildError(f"{source_dir} is not a folder")
@@ -83,7 +88,11 @@ def build_component(
         language=language,
         tool_versions=(f"{t.name}:{t.version}" for t in tools.values()),
         # Only the .wit files: the folder is also a Python package (its __init__.py).
-        inputs=[*tree_inputs("src", source_dir), *tree_inputs("wit", wit, "*.wit")],
+        inputs=[
+            *tree_inputs("src", source_dir),
+            *tree_inputs("wit", wit, "*.wit"),
+            *tree_inputs("sdk", sdk_dir(language)),  # the glue compiled into every connector
+        ],
     )
     cache = BuildCache(cache_dir if cache_dir is not None else default_cache_dir())
 

@@ -19,7 +19,9 @@ from pathlib import Path
 _KEY_SCHEMA = b"flowforge-build/1"
 
 # Build debris and editor state that a source tree may hold; none of it is an input.
-_IGNORED_DIRS = frozenset({"__pycache__", ".zig-cache", "zig-cache", "zig-out", ".git"})
+_IGNORED_DIRS = frozenset(
+    {"__pycache__", ".zig-cache", "zig-cache", "zig-out", ".git", "dist", "node_modules"}
+)
 _IGNORED_SUFFIXES = (".pyc", ".pyo", ".wasm", ".swp", "~")
 
 
