@@ -1,4 +1,4 @@
-"""`flowforge connector ...`: work with connector components directly."""
+"""`flowforge connector run`: one invocation of a component in the sandbox, as JSON."""
 
 from __future__ import annotations
 
@@ -22,11 +22,6 @@ from flowforge.runtime.limits import MIB
 from flowforge.runtime.network import GrantError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
-
-
-@click.group()
-def connector() -> None:
-    """Build, test and run connector components."""
 
 
 def _emit(payload: dict[str, Any], code: int) -> NoReturn:
@@ -88,7 +83,7 @@ def outcome_payload(outcome: Outcome) -> tuple[dict[str, Any], int]:
     return {"ok": True, "output": output, "logs": logs, "stats": stats}, EXIT_OK
 
 
-@connector.command("run")
+@click.command("run")
 @click.argument("component", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--input",
