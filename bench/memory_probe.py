@@ -8,15 +8,13 @@ tests/fixtures/wat/echo.wat (one 64 KiB memory), call `invoke`, drop the store.
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
 from wasmtime import component as cm
 
+from bench._timing import median_us
 from flowforge.runtime._capi import memory as _memory
 
 ECHO = Path(__file__).parents[1] / "tests" / "fixtures" / "wat" / "echo.wat"
@@ -56,18 +54,6 @@ def rounds_for(creator: bool, call: bool) -> Callable[[], object]:
         return account
 
     return one
-
-
-def median_us(fn: Callable[[], object], rounds: int) -> float:
-    for _ in range(min(200, rounds)):
-        fn()
-    gc.collect()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - start)
-    return statistics.median(samples) / 1000
 
 
 def main() -> None:

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
 from wasmtime.component import Linker
 
+from bench._timing import median_us
 from flowforge.runtime import CompileCache, Grants, Sandbox, Success
 from flowforge.runtime.engine import get_engine
 from flowforge.runtime.loader import LoadedComponent
@@ -28,17 +27,6 @@ from flowforge.runtime.loader import LoadedComponent
 ROOT = Path(__file__).resolve().parent.parent
 WAT = ROOT / "tests" / "fixtures" / "wat"
 HANDLER = "flowforge:connector/handler@0.1.0"
-
-
-def median_us(fn: Callable[[], object], rounds: int, warmup: int = 20) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - start)
-    return statistics.median(samples) / 1000
 
 
 def raw_wasmtime_call(component: LoadedComponent) -> Callable[[], object]:

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from .values import Failure, LogLevel
 
 StopReason = Literal["timeout", "fuel-exhausted", "memory-limit", "trap", "output-too-large"]
-STOP_REASONS: Final[tuple[StopReason, ...]] = (
-    "timeout",
-    "fuel-exhausted",
-    "memory-limit",
-    "trap",
-    "output-too-large",
-)
+STOP_REASONS: Final[tuple[StopReason, ...]] = get_args(StopReason)
 LogSource = Literal["host", "stdout", "stderr", "sandbox"]
 
 

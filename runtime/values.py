@@ -7,10 +7,10 @@ enum cases are the WIT names (kebab-case), so they can be printed as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 LogLevel = Literal["trace", "debug", "info", "warn", "error"]
-LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("trace", "debug", "info", "warn", "error")
+LOG_LEVELS: Final[tuple[LogLevel, ...]] = get_args(LogLevel)
 
 ErrorKind = Literal[
     "invalid-input",
@@ -21,15 +21,7 @@ ErrorKind = Literal[
     "unavailable",
     "internal",
 ]
-ERROR_KINDS: Final[tuple[ErrorKind, ...]] = (
-    "invalid-input",
-    "invalid-config",
-    "unauthorized",
-    "not-found",
-    "rate-limited",
-    "unavailable",
-    "internal",
-)
+ERROR_KINDS: Final[tuple[ErrorKind, ...]] = get_args(ErrorKind)
 
 Headers = list[tuple[str, str]]
 
