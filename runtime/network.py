@@ -43,11 +43,22 @@ __all__ = [
     "HostPattern",
     "NetworkPolicy",
     "Resolver",
+    "Upstream",
     "system_resolver",
 ]
 
 Resolver = Callable[[str], Sequence[IPAddress]]
 """Turns a host name into its addresses; injectable so tests need no DNS or /etc/hosts."""
+
+Upstream = Callable[[HttpRequest, float, int], HttpResponse | str]
+"""Where granted requests go instead of the internet: `(request, end, max_response_bytes)`.
+
+Only the conformance harness sets one (through `Sandbox.run(network_upstream=...)`), to
+serve recorded exchanges from a local mock server. It is called for each hop after the
+URL has passed the grant check by name, with the hop's method, absolute URL, headers and
+body; `end` is the time.monotonic() value the whole fetch must finish by. It returns the
+response, or a string saying why there is none (handed to the guest as the fetch error).
+"""
 
 MAX_REQUEST_BODY_BYTES: Final = 16 * 1024 * 1024
 NO_NETWORK: Final = "no network granted; grant it with --allow-host HOST"
@@ -338,10 +349,22 @@ class NetworkPolicy:
         *,
         resolver: Resolver = system_resolver,
         tls: ssl.SSLContext | None = None,
+        upstream: Upstream | None = None,
     ) -> None:
         self.patterns: tuple[HostPattern, ...] = tuple(patterns)
         self._resolver = resolver
         self._tls = tls
+        self._upstream = upstream
+
+    def with_upstream(self, upstream: Upstream) -> NetworkPolicy:
+        """The same grants, with granted requests sent to `upstream` instead of the network.
+
+        The grant check is unchanged (a host not granted is still refused); only name
+        resolution, the address checks and the connection are replaced. For test harnesses.
+        """
+        return NetworkPolicy(
+            self.patterns, resolver=self._resolver, tls=self._tls, upstream=upstream
+        )
 
     @classmethod
     def from_patterns(
@@ -390,24 +413,32 @@ class NetworkPolicy:
         addresses = self._admit(target, end)
         hops = 0
         while True:
-            exchange = Exchange(
-                method=method,
-                https=target.scheme == "https",
-                server_name=target.host,
-                host_header=target.host_header,
-                target=target.path,
-                headers=headers,
-                body=body,
-            )
-            response = perform(
-                exchange,
-                addresses,
-                target.port,
-                end=end,
-                max_response_bytes=max_response_bytes,
-                tls=self._tls or _default_tls(),
-                skip_body_for=_REDIRECTS,
-            )
+            if self._upstream is not None:
+                answer = self._upstream(
+                    HttpRequest(method, url, list(headers), body), end, max_response_bytes
+                )
+                if isinstance(answer, str):
+                    raise _Refused(answer)
+                response = answer
+            else:
+                exchange = Exchange(
+                    method=method,
+                    https=target.scheme == "https",
+                    server_name=target.host,
+                    host_header=target.host_header,
+                    target=target.path,
+                    headers=headers,
+                    body=body,
+                )
+                response = perform(
+                    exchange,
+                    addresses,
+                    target.port,
+                    end=end,
+                    max_response_bytes=max_response_bytes,
+                    tls=self._tls or _default_tls(),
+                    skip_body_for=_REDIRECTS,
+                )
             location = _location(response)
             if response.status not in _REDIRECTS or location is None:
                 return response
@@ -430,7 +461,11 @@ class NetworkPolicy:
             target = next_target
 
     def _admit(self, target: _Target, end: float) -> list[IPAddress]:
-        """The addresses `target` may be connected to, in order; raises _Refused if none."""
+        """The addresses `target` may be connected to, in order; raises _Refused if none.
+
+        With an upstream set, only the grant check by name (or spelled address) is made:
+        the upstream stands in for resolution and connection, so nothing is resolved.
+        """
         if target.address is not None or target.host == "localhost":
             # Spelled as an address (or localhost, which never goes to DNS):
             # only an address grant reaches it, whatever kind of address it is.
@@ -453,6 +488,8 @@ class NetworkPolicy:
                 f"{target.origin} is not granted; grant it with "
                 f"--allow-host {_suggest(target.host, target.port)}"
             )
+        if self._upstream is not None:
+            return []
         resolved = self._resolve(target.host, end)
         public = [a for a in resolved if non_public_reason(a) is None]
         if public:

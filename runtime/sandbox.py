@@ -26,9 +26,11 @@ from .engine import epoch_ticks, get_engine
 from .limits import Limits
 from .loader import LoadedComponent, load_component, read_source
 from .log import LogCapture
-from .network import NetworkPolicy
+from .network import NetworkPolicy, Upstream
 from .outcome import ConnectorFailed, Outcome, SandboxStopped, Stats, StopReason, Success
+from .package import VerifiedPackage, verify_package
 from .secrets import SecretGrants
+from .trust import TrustStore
 from .values import Failure, HttpRequest, HttpResponse, LogLevel
 
 _MAX_FAILURE_MESSAGE = 16 * 1024
@@ -42,6 +44,14 @@ class Grants:
     network: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedPackage:
+    """A verified package (manifest, signer, `unsigned_dev`) and its loaded component."""
+
+    package: VerifiedPackage
+    component: LoadedComponent
+
+
 @lru_cache(maxsize=256)
 def _policy(patterns: tuple[str, ...]) -> NetworkPolicy:
     return NetworkPolicy.from_patterns(patterns)
@@ -50,11 +60,14 @@ def _policy(patterns: tuple[str, ...]) -> NetworkPolicy:
 class _Invocation:
     """The host side of one call: the capabilities the guest reaches through `host`."""
 
-    def __init__(self, grants: Grants, limits: Limits, deadline: float) -> None:
+    def __init__(
+        self, grants: Grants, limits: Limits, deadline: float, upstream: Upstream | None = None
+    ) -> None:
         self.limits = limits
         self.deadline = deadline
         self.secrets = SecretGrants(grants.secrets)
-        self.network = _policy(tuple(grants.network))
+        policy = _policy(tuple(grants.network))
+        self.network = policy if upstream is None else policy.with_upstream(upstream)
         self.logs = LogCapture(limits, self.secrets.scrub)
         self.http_requests = 0
         self.stop: tuple[StopReason, str] | None = None
@@ -101,6 +114,17 @@ class Sandbox:
         loaded = load_component(self.engine, data, self.cache, label)
         return self._loaded.setdefault(loaded.sha256, loaded)
 
+    def load_package(
+        self, source: Path | bytes, trust: TrustStore, *, allow_unsigned_dev: bool = False
+    ) -> LoadedPackage:
+        """Verify a package (signature, key trusted for its publisher, digest), then load its
+        component through `load`, so the world check applies as to any component.
+
+        Raises PackageError (PackageRefused for an untrusted one) or LoadError.
+        """
+        package = verify_package(source, trust, allow_unsigned_dev=allow_unsigned_dev)
+        return LoadedPackage(package, self.load(package.component, package.label))
+
     def run(
         self,
         component: LoadedComponent,
@@ -109,11 +133,18 @@ class Sandbox:
         input: str = "{}",
         grants: Grants | None = None,
         limits: Limits | None = None,
+        network_upstream: Upstream | None = None,
     ) -> Outcome:
-        """Run `invoke(config, input)` in a fresh store. Never raises for guest behaviour."""
+        """Run `invoke(config, input)` in a fresh store. Never raises for guest behaviour.
+
+        `network_upstream` is for test harnesses only (`flowforge connector test`): granted
+        requests go to it instead of the network, after the same grant check. It is a
+        keyword of this host-side call, deliberately not a field of `Grants`, so nothing
+        that builds grants from a workflow or a task message can set it.
+        """
         limits = limits or Limits()
         started = time.monotonic()
-        call = _Invocation(grants or Grants(), limits, started + limits.timeout_s)
+        call = _Invocation(grants or Grants(), limits, started + limits.timeout_s, network_upstream)
         store = wasmtime.Store(self.engine)
         memory = MemoryAccount(limits.memory_bytes)  # enforces the limit and records the peak
         store.set_fuel(limits.fuel)
