@@ -92,6 +92,8 @@ def build_component(
             *tree_inputs("src", source_dir),
             *tree_inputs("wit", wit, "*.wit"),
             *tree_inputs("sdk", sdk_dir(language)),  # the glue compiled into every connector
+            # The builders themselves: a changed compiler flag must not serve an old build.
+            *tree_inputs("builder", Path(__file__).parent, "*.py"),
         ],
     )
     cache = BuildCache(cache_dir if cache_dir is not None else default_cache_dir())
