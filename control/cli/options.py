@@ -1,0 +1,96 @@
+"""Options, output and file helpers shared by the key, trust and package commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, NoReturn, TypeVar
+
+import click
+
+from flowforge.control.keys import PASSPHRASE_ENV
+from flowforge.control.workspace import trust_store_path, workspace_dir
+from flowforge.runtime.trust import TrustStore, TrustStoreError
+
+EXIT_REFUSED: Final = 1
+EXIT_USAGE: Final = 2
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def workspace_option(func: F) -> F:
+    return click.option(
+        "--workspace",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="Workspace folder (holds the trust store). "
+        "Default: $FLOWFORGE_WORKSPACE, else ~/.local/share/flowforge.",
+    )(func)
+
+
+def output_option(func: F) -> F:
+    return click.option(
+        "--output",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help="How to print the result.",
+    )(func)
+
+
+def passphrase_option(func: F) -> F:
+    return click.option(
+        "--passphrase-stdin",
+        is_flag=True,
+        help="Read the key's passphrase from the first line of stdin.",
+    )(func)
+
+
+def fail(
+    message: str, *, code: int = EXIT_USAGE, as_json: bool = False, kind: str = ""
+) -> NoReturn:
+    """Report an error on stderr (and as a JSON document on stdout with --output json)."""
+    click.echo(f"error: {message}", err=True)
+    if as_json:
+        error = {"kind": kind or "error", "message": message}
+        click.echo(json.dumps({"ok": False, "error": error}))
+    sys.exit(code)
+
+
+def open_trust_store(workspace: Path | None, as_json: bool = False) -> TrustStore:
+    try:
+        return TrustStore(trust_store_path(workspace_dir(workspace)))
+    except TrustStoreError as exc:
+        fail(str(exc), as_json=as_json, kind="trust-store")
+
+
+def read_passphrase(from_stdin: bool, *, allow_env: bool) -> bytes | None:
+    """The passphrase from stdin's first line (with --passphrase-stdin) or the environment."""
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            fail("--passphrase-stdin: stdin held no passphrase")
+        return line.encode("utf-8")
+    if allow_env:
+        env = os.environ.get(PASSPHRASE_ENV)
+        if env:
+            return env.encode("utf-8")
+    return None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder and rename it into place, so a
+    reader never sees half a package."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o644)
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
