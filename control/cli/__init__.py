@@ -3,6 +3,9 @@
 import click
 
 from .connector import connector
+from .keys import keys
+from .marketplace import marketplace
+from .trust import trust
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,3 +20,6 @@ def main() -> None:
 
 
 main.add_command(connector)
+main.add_command(keys)
+main.add_command(marketplace)
+main.add_command(trust)
