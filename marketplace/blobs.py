@@ -8,11 +8,11 @@ changed on disk is reported, never served).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Final
+
+from flowforge.runtime.files import write_atomically
 
 _DIGEST: Final = re.compile(r"^[0-9a-f]{64}$")
 
@@ -42,18 +42,7 @@ class BlobStore:
         target = self.path(digest)
         if target.is_file() and self._intact(target, digest):
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, data, mode=0o444)
         return digest
 
     def get(self, digest: str) -> bytes:

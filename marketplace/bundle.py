@@ -18,15 +18,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
+from flowforge.runtime.files import atomic_writer
 from flowforge.runtime.package import MAX_PACKAGE_BYTES
 
 from .errors import BundleError
@@ -63,23 +62,16 @@ def write_bundle(path: Path, entries: list[BundleEntry]) -> None:
             for e in entries
         ],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with (
-            os.fdopen(fd, "wb") as handle,
-            tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as archive,
-        ):
-            _add(archive, INDEX, json.dumps(index, indent=2).encode("utf-8"))
-            written: set[str] = set()
-            for e in entries:
-                if e.package_sha256 not in written:
-                    written.add(e.package_sha256)
-                    _add(archive, f"packages/{e.package_sha256}.ffpkg", e.data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with (
+        atomic_writer(path) as handle,
+        tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as archive,
+    ):
+        _add(archive, INDEX, json.dumps(index, indent=2).encode("utf-8"))
+        written: set[str] = set()
+        for e in entries:
+            if e.package_sha256 not in written:
+                written.add(e.package_sha256)
+                _add(archive, f"packages/{e.package_sha256}.ffpkg", e.data)
 
 
 def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:

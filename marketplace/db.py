@@ -95,7 +95,9 @@ def make_engine(url: str) -> AsyncEngine:
 async def migrate(engine: AsyncEngine, schema: Schema = REGISTRY_SCHEMA) -> str:
     """Bring the schema up to the newest migration; returns the revision it is at."""
     async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: command.upgrade(_alembic_config(sync, schema), "head"))
+        await connection.run_sync(
+            lambda sync: command.upgrade(_alembic_config(sync, schema), "head")
+        )
         revision = await connection.run_sync(_revision, schema)
     if revision is None:
         raise DatabaseError("the migrations ran but left no revision")

@@ -11,13 +11,12 @@ bytes are refused (the lock wins) until `update=True` moves the lock.
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from flowforge.runtime.files import write_atomically
 from flowforge.runtime.loader import LoadError
 from flowforge.runtime.package import PACKAGE_SUFFIX, PackageError, verify_package
 from flowforge.runtime.sandbox import Sandbox
@@ -57,18 +56,6 @@ def installed_path(workspace: Path, name: str) -> Path:
     if entry is None:
         raise InstallRefused(f"{name} is not installed in {workspace}")
     return package_path(workspace, entry.package_sha256)
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _say(_message: str) -> None:
@@ -132,7 +119,7 @@ async def install(
         if own:
             box.close()
     target = package_path(workspace, digest)
-    _write(target, data)
+    write_atomically(target, data)
     entry = LockEntry(name, version, digest, verified.component_sha256)
     with lock.editing() as entries:
         previous = entries.get(name)

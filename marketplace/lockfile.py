@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
+
+from flowforge.runtime.files import write_atomically
 
 LOCK_FILE: Final = "flowforge.lock"
 _FORMAT: Final = 1
@@ -64,17 +64,7 @@ def _write(path: Path, entries: dict[str, LockEntry]) -> None:
             for name, e in sorted(entries.items())
         },
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(doc, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
 
 
 class LockFile:

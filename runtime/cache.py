@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import wasmtime
 from wasmtime.component import Component
 
 from .engine import SETTINGS
+from .files import write_atomically
 
 
 def default_cache_dir() -> Path:
@@ -31,17 +31,6 @@ def default_cache_dir() -> Path:
 def _file_digest(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class CompileCache:
@@ -83,8 +72,10 @@ class CompileCache:
     def _store(self, artefact: Path, digest_file: Path, data: bytes) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _write_atomically(artefact, data)
-            _write_atomically(digest_file, hashlib.sha256(data).hexdigest().encode())
+            # A cache only costs speed when lost, so no fsync; 0600: it is machine code.
+            write_atomically(artefact, data, mode=0o600, durable=False)
+            digest = hashlib.sha256(data).hexdigest().encode()
+            write_atomically(digest_file, digest, mode=0o600, durable=False)
         except OSError:
             # A read-only or full cache only costs speed; the compiled component is valid.
             return

@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -25,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from .files import write_atomically
 from .signing import KeyFormatError, decode_public_key, encode_public_key, fingerprint
 
 TRUST_FILE: Final = "trust.json"
@@ -141,17 +141,7 @@ class TrustStore:
     def _write(self, keys: list[TrustedKey]) -> None:
         doc = {"version": _FORMAT_VERSION, "keys": [k.to_json() for k in keys]}
         data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trust-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, data, mode=0o600)
         self._stamp = None
         self._refresh()
 

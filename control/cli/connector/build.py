@@ -11,16 +11,16 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final, NoReturn
+from typing import Any, Final, NoReturn
 
 import click
 
 from flowforge.control.build import BuildError, ToolchainError, build_component
+from flowforge.runtime.files import atomic_writer, write_atomically
 from flowforge.runtime.manifest import ManifestError, load_manifest
 
 DIST: Final = "dist"
@@ -54,29 +54,15 @@ class Published:
         }
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary file in the same folder and rename it into place, so a
-    reader never sees half a component (or a digest that does not match it)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def publish(built: Path, sha256: str, dist: Path, file_name: str) -> Path:
     """Copy `built` to `dist/<file_name>` and write `dist/<file_name>.sha256`
     (`<hex>  <file>`, the form `sha256sum -c` reads)."""
     dist.mkdir(parents=True, exist_ok=True)
     target = dist / file_name
-    with built.open("rb") as src:
-        _write_atomically(target, lambda out: shutil.copyfileobj(src, out))
+    with built.open("rb") as src, atomic_writer(target) as out:
+        shutil.copyfileobj(src, out)
     line = f"{sha256}  {file_name}\n".encode()
-    _write_atomically(dist / f"{file_name}.sha256", lambda out: out.write(line))
+    write_atomically(dist / f"{file_name}.sha256", line)
     return target
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from flowforge.control.build import BuildError, ToolchainError, build_component
+from flowforge.runtime.files import write_atomically
 from flowforge.runtime.manifest import ManifestError, load_manifest
 from flowforge.runtime.package import PackageError, pack, package_filename
 
-from ..options import fail, output_option, write_atomically
+from ..options import fail, output_option
 
 
 def _progress(message: str) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from flowforge.control.keys import KeyStoreError, get_key, load_private_key
+from flowforge.runtime.files import write_atomically
 from flowforge.runtime.package import PackageError, read_package, sign_package
 
-from ..options import EXIT_REFUSED, fail, passphrase_option, read_passphrase, write_atomically
+from ..options import EXIT_REFUSED, fail, passphrase_option, read_passphrase
 
 
 @click.command("sign")
