@@ -6,61 +6,43 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowforge.control.build import BuildError, build_component
-from flowforge.control.build.cache import default_cache_dir
-from flowforge.runtime import ConnectorFailed, LoadedComponent, Outcome, Sandbox, Success
+from flowforge.runtime import ConnectorFailed, LoadedComponent, Sandbox, Success
 from flowforge.sdk import sdk_dir
 from tests.cli import run_cli
+from tests.connectors.support import (
+    BUILD_TIMEOUT_S,
+    CONNECTORS,
+    call,
+    connector_test,
+    failed,
+    failure_kind,
+    load,
+    output,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-CSV_DIR = ROOT / "connectors" / "csv"
+CSV_DIR = CONNECTORS / "csv"
 C_TESTS = Path(__file__).resolve().parent / "c"
 PROBE_DIR = C_TESTS / "probe"
-BUILD_TIMEOUT_S = 300.0
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox()
-    yield box
-    box.close()
 
 
 @pytest.fixture(scope="module")
 def csv_connector(sandbox: Sandbox) -> LoadedComponent:
-    built = build_component(CSV_DIR, "c", cache_dir=default_cache_dir())
-    return sandbox.load(built.path)
+    return load(sandbox, CSV_DIR, "c")
 
 
 @pytest.fixture(scope="module")
 def probe(sandbox: Sandbox) -> LoadedComponent:
-    built = build_component(PROBE_DIR, "c", cache_dir=default_cache_dir())
-    return sandbox.load(built.path)
-
-
-def run(sandbox: Sandbox, component: LoadedComponent, config: Any, input: Any) -> Outcome:
-    return sandbox.run(component, config=json.dumps(config), input=json.dumps(input))
-
-
-def output(outcome: Outcome) -> Any:
-    assert isinstance(outcome, Success), outcome
-    return json.loads(outcome.output)
-
-
-def failure(outcome: Outcome) -> tuple[str, str]:
-    assert isinstance(outcome, ConnectorFailed), outcome
-    return outcome.failure.kind, outcome.failure.message
+    return load(sandbox, PROBE_DIR, "c")
 
 
 # ---- the JSON library, natively ------------------------------------------------------------
@@ -98,21 +80,17 @@ def test_the_json_library_passes_its_native_tests(
 
 
 def test_csv_passes_connector_test() -> None:
-    result = run_cli("connector", "test", str(CSV_DIR), "--output", "json", timeout=BUILD_TIMEOUT_S)
-    assert result.code == 0, result.stdout + result.stderr
-    report = result.json
+    report = connector_test(CSV_DIR).json
     assert report["ok"] is True
     assert report["summary"]["failed"] == 0
     assert report["summary"]["total"] >= 7
 
 
 def test_the_sdk_probe_passes_connector_test_with_retryable_faults() -> None:
-    result = run_cli(
-        "connector", "test", str(PROBE_DIR), "--output", "json",
-        "--fault", "http-503", "--fault", "http-429", "--fault", "reset", "--fault", "timeout",
-        timeout=BUILD_TIMEOUT_S,
+    result = connector_test(
+        PROBE_DIR, "--fault", "http-503", "--fault", "http-429", "--fault", "reset",
+        "--fault", "timeout",
     )  # fmt: skip
-    assert result.code == 0, result.stdout + result.stderr
     examples = {e["name"]: e for e in result.json["examples"]}
     assert all(e["passed"] for e in examples.values()), examples
     faults = {f["fault"]: f for f in examples["a text response"]["faults"]}
@@ -132,8 +110,7 @@ def test_the_template_passes_connector_test_as_generated(tmp_path: Path) -> None
     for name in ["main.c", "README.md", "connector.toml"]:
         assert not re.search(r"\{\{(name|short_name|description)\}\}", (folder / name).read_text())
     assert "acme/hello" in (folder / "main.c").read_text()
-    result = run_cli("connector", "test", str(folder), "--output", "json", timeout=BUILD_TIMEOUT_S)
-    assert result.code == 0, result.stdout + result.stderr
+    result = connector_test(folder)
     assert result.json["summary"]["passed"] == 3
 
 
@@ -147,12 +124,12 @@ def test_the_component_imports_nothing_but_the_host(probe: LoadedComponent) -> N
 def test_unparseable_config_and_input_fail_before_the_handler(
     sandbox: Sandbox, probe: LoadedComponent
 ) -> None:
-    kind, message = failure(sandbox.run(probe, config="{oops", input="{}"))
-    assert kind == "invalid-config"
-    assert "config is not valid JSON" in message and "line 1, column 2" in message
-    kind, message = failure(sandbox.run(probe, config="{}", input='{"a": [1,]}'))
-    assert kind == "invalid-input"
-    assert "input is not valid JSON" in message
+    got = failed(sandbox.run(probe, config="{oops", input="{}")).failure
+    assert got.kind == "invalid-config"
+    assert "config is not valid JSON" in got.message and "line 1, column 2" in got.message
+    got = failed(sandbox.run(probe, config="{}", input='{"a": [1,]}')).failure
+    assert got.kind == "invalid-input"
+    assert "input is not valid JSON" in got.message
 
 
 @pytest.mark.parametrize(
@@ -170,7 +147,7 @@ def test_unparseable_config_and_input_fail_before_the_handler(
 def test_every_failure_kind_crosses_with_its_retry_hint(
     sandbox: Sandbox, probe: LoadedComponent, kind: str
 ) -> None:
-    outcome = run(
+    outcome = call(
         sandbox,
         probe,
         {"action": "fail"},
@@ -182,7 +159,7 @@ def test_every_failure_kind_crosses_with_its_retry_hint(
 
 
 def test_a_failure_without_a_retry_hint_has_none(sandbox: Sandbox, probe: LoadedComponent) -> None:
-    outcome = run(sandbox, probe, {"action": "fail"}, {"kind": "not-found", "message": "gone"})
+    outcome = call(sandbox, probe, {"action": "fail"}, {"kind": "not-found", "message": "gone"})
     assert isinstance(outcome, ConnectorFailed)
     assert outcome.failure.retry_after_ms is None
 
@@ -190,14 +167,14 @@ def test_a_failure_without_a_retry_hint_has_none(sandbox: Sandbox, probe: Loaded
 def test_ff_failed_without_a_failing_call_is_internal(
     sandbox: Sandbox, probe: LoadedComponent
 ) -> None:
-    kind, message = failure(run(sandbox, probe, {"action": "failed-without-cause"}, {}))
-    assert kind == "internal" and "no SDK call has failed" in message
+    got = failed(call(sandbox, probe, {"action": "failed-without-cause"}, {})).failure
+    assert got.kind == "internal" and "no SDK call has failed" in got.message
 
 
 def test_logs_arrive_with_their_levels_and_valid_utf8(
     sandbox: Sandbox, probe: LoadedComponent
 ) -> None:
-    outcome = run(sandbox, probe, {"action": "log"}, {"message": "h\u00e9llo"})
+    outcome = call(sandbox, probe, {"action": "log"}, {"message": "h\u00e9llo"})
     assert output(outcome) is True
     lines = [(line.level, line.message) for line in outcome.logs]
     assert lines == [
@@ -216,7 +193,7 @@ def test_json_round_trips_through_the_guest(sandbox: Sandbox, probe: LoadedCompo
         "b": [True, False],
         "": "empty key",
     }
-    outcome = run(sandbox, probe, {"action": "echo"}, value)
+    outcome = call(sandbox, probe, {"action": "echo"}, value)
     assert output(outcome) == value
     assert isinstance(outcome, Success)
     # Parsed numbers are written back as they came: no precision lost.
@@ -225,7 +202,7 @@ def test_json_round_trips_through_the_guest(sandbox: Sandbox, probe: LoadedCompo
 
 def test_a_large_document_round_trips(sandbox: Sandbox, probe: LoadedComponent) -> None:
     value = [{"id": i, "name": f"item {i}", "tags": ["a", "b"]} for i in range(20000)]
-    assert output(run(sandbox, probe, {"action": "echo"}, value)) == value
+    assert output(call(sandbox, probe, {"action": "echo"}, value)) == value
 
 
 def test_a_connector_using_stdio_fails_to_build_with_advice(tmp_path: Path) -> None:
@@ -258,7 +235,7 @@ def test_a_compile_error_shows_the_compiler_message(tmp_path: Path) -> None:
 
 
 def parse(sandbox: Sandbox, csv_connector: LoadedComponent, text: str, **config: Any) -> Any:
-    return output(run(sandbox, csv_connector, config, {"text": text}))
+    return output(call(sandbox, csv_connector, config, {"text": text}))
 
 
 def test_parse_follows_rfc_4180(sandbox: Sandbox, csv_connector: LoadedComponent) -> None:
@@ -339,32 +316,32 @@ def test_an_unterminated_quote_names_the_line_it_opened_on(
     sandbox: Sandbox, csv_connector: LoadedComponent
 ) -> None:
     text = 'a,b\n1,2\n3,"never\nclosed\n4,5\n'
-    kind, message = failure(run(sandbox, csv_connector, {}, {"text": text}))
-    assert kind == "invalid-input"
-    assert "line 3" in message and "unterminated quote" in message
+    got = failed(call(sandbox, csv_connector, {}, {"text": text})).failure
+    assert got.kind == "invalid-input"
+    assert "line 3" in got.message and "unterminated quote" in got.message
 
 
 def test_text_after_a_closing_quote_is_invalid(
     sandbox: Sandbox, csv_connector: LoadedComponent
 ) -> None:
-    kind, message = failure(run(sandbox, csv_connector, {}, {"text": 'a\n"x"y\n'}))
-    assert kind == "invalid-input" and "line 2" in message
+    got = failed(call(sandbox, csv_connector, {}, {"text": 'a\n"x"y\n'})).failure
+    assert got.kind == "invalid-input" and "line 2" in got.message
 
 
 def test_a_row_of_the_wrong_width_names_its_line(
     sandbox: Sandbox, csv_connector: LoadedComponent
 ) -> None:
     text = 'a,b\n1,2\n"multi\nline",2\n1\n'
-    kind, message = failure(run(sandbox, csv_connector, {}, {"text": text}))
-    assert kind == "invalid-input"
-    assert message == "line 5: 1 field(s), but the header has 2 column(s)"
+    got = failed(call(sandbox, csv_connector, {}, {"text": text})).failure
+    assert got.kind == "invalid-input"
+    assert got.message == "line 5: 1 field(s), but the header has 2 column(s)"
 
 
 def test_a_repeated_header_name_is_invalid(
     sandbox: Sandbox, csv_connector: LoadedComponent
 ) -> None:
-    kind, message = failure(run(sandbox, csv_connector, {}, {"text": "a,b,a\n1,2,3\n"}))
-    assert kind == "invalid-input" and '"a" twice' in message
+    got = failed(call(sandbox, csv_connector, {}, {"text": "a,b,a\n1,2,3\n"})).failure
+    assert got.kind == "invalid-input" and '"a" twice' in got.message
 
 
 @pytest.mark.parametrize(
@@ -389,14 +366,14 @@ def test_bad_config_and_input(
     input: dict[str, Any],
     kind: str,
 ) -> None:
-    assert failure(run(sandbox, csv_connector, config, input))[0] == kind
+    assert failure_kind(call(sandbox, csv_connector, config, input)) == kind
 
 
 # ---- csv: write ------------------------------------------------------------------------------
 
 
 def write(sandbox: Sandbox, csv_connector: LoadedComponent, rows: Any, **config: Any) -> str:
-    result = output(run(sandbox, csv_connector, {"operation": "write", **config}, {"rows": rows}))
+    result = output(call(sandbox, csv_connector, {"operation": "write", **config}, {"rows": rows}))
     assert result["row_count"] == len(rows)
     text: str = result["text"]
     return text
@@ -452,7 +429,7 @@ def test_a_large_document_parses(sandbox: Sandbox, csv_connector: LoadedComponen
     writer.writerow(["id", "name", "score"])
     for i in range(20000):
         writer.writerow([i, f"name {i}", i * 0.5])
-    outcome = run(sandbox, csv_connector, {}, {"text": buffer.getvalue()})
+    outcome = call(sandbox, csv_connector, {}, {"text": buffer.getvalue()})
     result = output(outcome)
     assert result["row_count"] == 20000
     assert result["rows"][19999] == {"id": "19999", "name": "name 19999", "score": "9999.5"}

@@ -5,9 +5,7 @@ and the SDK and connectors behave as documented."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,37 +13,27 @@ import pytest
 
 from flowforge.control.build import BuildError, ToolchainError, build_component
 from flowforge.control.build import javascript as js_builder
-from flowforge.control.build.cache import default_cache_dir
-from flowforge.runtime import (
-    ConnectorFailed,
-    Grants,
-    HttpRequest,
-    HttpResponse,
-    LoadedComponent,
-    Outcome,
-    Sandbox,
-    Success,
-)
+from flowforge.runtime import Grants, HttpRequest, HttpResponse, LoadedComponent, Outcome, Sandbox
 from tests.cli import run_cli
+from tests.connectors.support import (
+    BUILD_TIMEOUT_S,
+    CONNECTORS,
+    call,
+    connector_test,
+    failed,
+    load,
+    output,
+    passes_its_examples,
+)
+from tests.local_http import QuietHandler, serving
 
-ROOT = Path(__file__).resolve().parents[2]
-CONNECTORS = ROOT / "connectors"
 JS_CONNECTORS = ["filter", "regex", "slack"]
 SDK_GUEST = Path(__file__).resolve().parent / "js_sdk"
-BUILD_TIMEOUT_S = 300.0
 WEBHOOK = "https://hooks.slack.com/services/T0001/B0001/s3cr3tT0k3n"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox()
-    yield box
-    box.close()
-
-
 def _load(sandbox: Sandbox, folder: Path) -> LoadedComponent:
-    built = build_component(folder, "javascript", cache_dir=default_cache_dir())
-    return sandbox.load(built.path)
+    return load(sandbox, folder, "javascript")
 
 
 @pytest.fixture(scope="module")
@@ -68,57 +56,20 @@ def slack(sandbox: Sandbox) -> LoadedComponent:
     return _load(sandbox, CONNECTORS / "slack")
 
 
-def call(
-    sandbox: Sandbox,
-    component: LoadedComponent,
-    config: Any,
-    input: Any,
-    secrets: dict[str, str] | None = None,
-    network: tuple[str, ...] = (),
-) -> Outcome:
-    return sandbox.run(
-        component,
-        config=json.dumps(config),
-        input=json.dumps(input),
-        grants=Grants(secrets=secrets or {}, network=network),
-    )
-
-
-def output(outcome: Outcome) -> Any:
-    assert isinstance(outcome, Success), outcome
-    return json.loads(outcome.output)
-
-
-def failed(outcome: Outcome) -> ConnectorFailed:
-    assert isinstance(outcome, ConnectorFailed), outcome
-    return outcome
-
-
 # --- flowforge connector test ------------------------------------------------------------
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S)
 @pytest.mark.parametrize("name", JS_CONNECTORS)
 def test_connector_passes_its_examples(name: str) -> None:
-    result = run_cli(
-        "connector", "test", str(CONNECTORS / name), "--output", "json", timeout=BUILD_TIMEOUT_S
-    )
-    assert result.code == 0, result.stdout + result.stderr
-    report = result.json
-    assert report["connector"] == f"flowforge/{name}"
-    assert report["summary"]["failed"] == 0
-    assert report["summary"]["total"] >= 5
-    assert any(example["outcome"] == "failure" for example in report["examples"])
+    passes_its_examples(name)
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S)
 def test_slack_reports_injected_faults_as_retryable_and_never_shows_the_webhook() -> None:
-    result = run_cli(
-        "connector", "test", str(CONNECTORS / "slack"), "--output", "json",
-        "--fault", "http-503", "--fault", "http-429", "--fault", "reset",
-        timeout=BUILD_TIMEOUT_S,
-    )  # fmt: skip
-    assert result.code == 0, result.stdout + result.stderr
+    result = connector_test(
+        CONNECTORS / "slack", "--fault", "http-503", "--fault", "http-429", "--fault", "reset"
+    )
     faults = [f for example in result.json["examples"] for f in example["faults"]]
     assert faults, "the HTTP examples ran with faults"
     assert all(f["retryable"] for f in faults), faults
@@ -139,8 +90,7 @@ def test_a_new_javascript_connector_builds_and_passes_as_generated(tmp_path: Pat
     built = run_cli("connector", "build", str(folder), timeout=BUILD_TIMEOUT_S)
     assert built.code == 0, built.stderr
     assert (folder / "dist" / "greeter.wasm").is_file()
-    tested = run_cli("connector", "test", str(folder), "--output", "json", timeout=BUILD_TIMEOUT_S)
-    assert tested.code == 0, tested.stdout + tested.stderr
+    tested = connector_test(folder)
     assert tested.json["connector"] == "acme/greeter"
     assert tested.json["summary"] == {"total": 3, "passed": 3, "failed": 0}
 
@@ -305,7 +255,7 @@ def test_retry_after_reads_seconds(sandbox: Sandbox, sdk: LoadedComponent) -> No
     assert got == [30000, 1500, 2000, None, None, None]
 
 
-class _Service(BaseHTTPRequestHandler):
+class _Service(QuietHandler):
     """A local HTTP service: /status/N answers N; anything else echoes the request."""
 
     def do_GET(self) -> None:
@@ -319,13 +269,9 @@ class _Service(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         if self.path.startswith("/status/"):
             status = int(self.path.rsplit("/", 1)[1])
-            payload = b"nope: too many"
-            self.send_response(status)
-            if status in (429, 503):
-                self.send_header("Retry-After", "7")
-            self.send_header("Content-Type", "text/plain")
+            retry = [("Retry-After", "7")] if status in (429, 503) else []
+            self.reply(status, b"nope: too many", [*retry, ("Content-Type", "text/plain")])
         else:
-            status = 200
             payload = json.dumps(
                 {
                     "method": self.command,
@@ -335,26 +281,14 @@ class _Service(BaseHTTPRequestHandler):
                     "body": body.decode(),
                 }
             ).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("X-Multi", "a")
-            self.send_header("X-Multi", "b")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+            multi = [("X-Multi", "a"), ("X-Multi", "b")]
+            self.reply(200, payload, [("Content-Type", "application/json"), *multi])
 
 
 @pytest.fixture(scope="module")
 def service() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Service)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Service) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def test_fetch_sends_json_and_headers_and_reads_the_response(

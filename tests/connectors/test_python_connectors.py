@@ -6,11 +6,10 @@ zones, a real OpenAI-compatible endpoint)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,19 @@ import pytest
 
 from flowforge.control.build import build_component
 from flowforge.control.build.cache import default_cache_dir
-from flowforge.runtime import (
-    ConnectorFailed,
-    Grants,
-    LoadedComponent,
-    Outcome,
-    Sandbox,
-    Success,
-)
+from flowforge.runtime import ConnectorFailed, LoadedComponent, Sandbox, Success
 from tests.cli import run_cli
+from tests.connectors.support import (
+    CONNECTORS,
+    call,
+    connector_test,
+    failure_kind,
+    load,
+    output,
+    passes_its_examples,
+)
+from tests.local_http import QuietHandler, serving
 
-ROOT = Path(__file__).resolve().parents[2]
-CONNECTORS = ROOT / "connectors"
 PYTHON_CONNECTORS = ["http-request", "json-transform", "template", "datetime", "llm-chat"]
 # A first build runs componentize-py (and pip for requirements.txt): tens of seconds on a
 # loaded 2-core machine; a rerun is a cache hit.
@@ -37,36 +37,8 @@ BUILD_TIMEOUT_S = 600.0
 SECRET = "sk-Very-Secret-9f3a"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox()
-    yield box
-    box.close()
-
-
 def _load(sandbox: Sandbox, name: str) -> LoadedComponent:
-    built = build_component(CONNECTORS / name, "python", cache_dir=default_cache_dir())
-    return sandbox.load(built.path)
-
-
-def call(
-    sandbox: Sandbox,
-    component: LoadedComponent,
-    config: dict[str, Any],
-    input: Any,
-    grants: Grants | None = None,
-) -> Outcome:
-    return sandbox.run(component, config=json.dumps(config), input=json.dumps(input), grants=grants)
-
-
-def output(outcome: Outcome) -> Any:
-    assert isinstance(outcome, Success), outcome
-    return json.loads(outcome.output)
-
-
-def failure_kind(outcome: Outcome) -> str:
-    assert isinstance(outcome, ConnectorFailed), outcome
-    return outcome.failure.kind
+    return load(sandbox, CONNECTORS / name, "python")
 
 
 # -- every connector passes its own examples ---------------------------------------------
@@ -75,15 +47,8 @@ def failure_kind(outcome: Outcome) -> str:
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 120)
 @pytest.mark.parametrize("name", PYTHON_CONNECTORS)
 def test_connector_builds_and_passes_its_examples(name: str) -> None:
-    result = run_cli(
-        "connector", "test", str(CONNECTORS / name), "--output", "json", timeout=BUILD_TIMEOUT_S
-    )
-    assert result.code == 0, result.stdout + result.stderr
-    document = result.json
-    assert document["ok"] is True
-    assert document["connector"] == f"flowforge/{name}"
-    summary = document["summary"]
-    assert summary["failed"] == 0 and summary["total"] >= 5, summary
+    report = passes_its_examples(name, failure_example=False, timeout=BUILD_TIMEOUT_S)
+    assert report["ok"] is True
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 120)
@@ -96,19 +61,16 @@ def test_the_template_builds_and_passes_as_generated(tmp_path: Path) -> None:
     folder = tmp_path / "hello-py"
     assert "acme/hello-py" in (folder / "connector.toml").read_text()
     assert "{{" not in (folder / "app.py").read_text()
-    tested = run_cli("connector", "test", str(folder), "--output", "json", timeout=BUILD_TIMEOUT_S)
-    assert tested.code == 0, tested.stdout + tested.stderr
+    tested = connector_test(folder, timeout=BUILD_TIMEOUT_S)
     assert tested.json["summary"]["failed"] == 0
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 120)
 def test_retryable_faults_are_reported_as_such() -> None:
-    result = run_cli(
-        "connector", "test", str(CONNECTORS / "http-request"), "--output", "json",
-        "--fault", "http-503", "--fault", "http-429", "--fault", "reset",
-        timeout=BUILD_TIMEOUT_S,
+    result = connector_test(
+        CONNECTORS / "http-request", "--fault", "http-503", "--fault", "http-429",
+        "--fault", "reset", timeout=BUILD_TIMEOUT_S,
     )  # fmt: skip
-    assert result.code == 0, result.stdout + result.stderr
     examples = {example["name"]: example for example in result.json["examples"]}
     # With fail_on_status = false the connector hands any status back as output, by design.
     passthrough = examples.pop("with fail_on_status = false an error status is output")
@@ -134,7 +96,7 @@ class Seen:
 
 
 def _handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
@@ -152,18 +114,9 @@ def _handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
                     {"path": self.path, "headers": seen.headers[-1]},
                 )
             body = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(status, body, [("Content-Type", "application/json"), *headers.items()])
 
         do_GET = do_POST = _serve
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
 
     return Handler
 
@@ -171,11 +124,8 @@ def _handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def server() -> Iterator[tuple[int, Seen]]:
     seen = Seen()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(seen))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd.server_address[1], seen
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_handler(seen)) as port:
+        yield port, seen
 
 
 # -- http-request ------------------------------------------------------------------------
@@ -200,9 +150,7 @@ def test_url_template_values_are_percent_encoded(
 ) -> None:
     port, seen = server
     config = {"url": f"http://127.0.0.1:{port}/users/{{id}}/profile"}
-    outcome = call(
-        sandbox, http_request, config, {"id": value}, Grants(network=(f"127.0.0.1:{port}",))
-    )
+    outcome = call(sandbox, http_request, config, {"id": value}, network=(f"127.0.0.1:{port}",))
     assert output(outcome)["status"] == 200
     assert seen.paths == [path]
 
@@ -213,10 +161,8 @@ def test_query_and_json_body_are_sent(
     port, seen = server
     config = {"url": f"http://127.0.0.1:{port}/items", "method": "POST"}
     body = {"name": "ünï", "n": [1, 2]}
-    grants = Grants(network=(f"127.0.0.1:{port}",))
-    outcome = call(
-        sandbox, http_request, config, {"query": {"q": "a&b", "k": [1, 2]}, "body": body}, grants
-    )
+    request = {"query": {"q": "a&b", "k": [1, 2]}, "body": body}
+    outcome = call(sandbox, http_request, config, request, network=(f"127.0.0.1:{port}",))
     assert output(outcome)["status"] == 200
     assert seen.paths == ["/items?q=a%26b&k=1&k=2"]
     assert seen.bodies == [body]
@@ -228,9 +174,9 @@ def test_the_secret_never_reaches_output_or_logs(
 ) -> None:
     port, seen = server
     config = {"url": f"http://127.0.0.1:{port}/me", "auth": {"scheme": "header", "header": "X-Key"}}
-    grants = Grants(secrets={"token": SECRET}, network=(f"127.0.0.1:{port}",))
+    secrets, network = {"token": SECRET}, (f"127.0.0.1:{port}",)
     # The server echoes the request's headers back; the credential did go out...
-    outcome = call(sandbox, http_request, config, {}, grants)
+    outcome = call(sandbox, http_request, config, {}, secrets, network)
     assert seen.headers[0]["x-key"] == SECRET
     # ...but the step's output and logs never hold it.
     assert isinstance(outcome, Success)
@@ -239,7 +185,7 @@ def test_the_secret_never_reaches_output_or_logs(
     assert all(SECRET not in line.message for line in outcome.logs)
     # Nor does a failure message quoting an error body that echoes it.
     seen.replies.append((401, {}, {"error": f"bad key {SECRET}"}))
-    failed = call(sandbox, http_request, config, {}, grants)
+    failed = call(sandbox, http_request, config, {}, secrets, network)
     assert isinstance(failed, ConnectorFailed) and failed.failure.kind == "unauthorized"
     assert SECRET not in failed.failure.message
     assert all(SECRET not in line.message for line in failed.logs)
@@ -251,7 +197,7 @@ def test_429_carries_retry_after(
     port, seen = server
     seen.replies.append((429, {"Retry-After": "3"}, {"error": "slow down"}))
     config = {"url": f"http://127.0.0.1:{port}/x"}
-    outcome = call(sandbox, http_request, config, {}, Grants(network=(f"127.0.0.1:{port}",)))
+    outcome = call(sandbox, http_request, config, {}, network=(f"127.0.0.1:{port}",))
     assert isinstance(outcome, ConnectorFailed)
     assert (outcome.failure.kind, outcome.failure.retry_after_ms) == ("rate-limited", 3000)
 
@@ -272,7 +218,7 @@ def test_a_hung_server_is_a_retryable_failure_not_a_stop(
     seen.delay_s = 2.0
     config = {"url": f"http://127.0.0.1:{port}/slow", "timeout_ms": 300}
     started = time.monotonic()
-    outcome = call(sandbox, http_request, config, {}, Grants(network=(f"127.0.0.1:{port}",)))
+    outcome = call(sandbox, http_request, config, {}, network=(f"127.0.0.1:{port}",))
     assert failure_kind(outcome) == "unavailable"
     assert time.monotonic() - started < 1.5
 

@@ -12,34 +12,30 @@ import math
 import random
 import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowforge.control.build import build_component
-from flowforge.control.build.cache import default_cache_dir
-from flowforge.runtime import ConnectorFailed, Grants, LoadedComponent, Outcome, Sandbox, Success
+from flowforge.runtime import ConnectorFailed, LoadedComponent, Sandbox
 from tests.cli import run_cli
+from tests.connectors.support import (
+    BUILD_TIMEOUT_S,
+    CONNECTORS,
+    call,
+    connector_test,
+    failure_kind,
+    load,
+    output,
+    passes_its_examples,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-CONNECTORS = ROOT / "connectors"
 ZIG_CONNECTORS = ["vector-topk", "crypto", "encode"]
 HTTP_FIXTURE = Path(__file__).resolve().parent / "zig_http"
-BUILD_TIMEOUT_S = 300.0
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox()
-    yield box
-    box.close()
 
 
 def _load(sandbox: Sandbox, name: str) -> LoadedComponent:
-    built = build_component(CONNECTORS / name, "zig", cache_dir=default_cache_dir())
-    return sandbox.load(built.path)
+    return load(sandbox, CONNECTORS / name, "zig")
 
 
 @pytest.fixture(scope="module")
@@ -57,47 +53,14 @@ def encode(sandbox: Sandbox) -> LoadedComponent:
     return _load(sandbox, "encode")
 
 
-def call(
-    sandbox: Sandbox,
-    component: LoadedComponent,
-    config: dict[str, Any],
-    input: Any,
-    secrets: dict[str, str] | None = None,
-) -> Outcome:
-    return sandbox.run(
-        component,
-        config=json.dumps(config),
-        input=json.dumps(input),
-        grants=Grants(secrets=secrets or {}),
-    )
-
-
-def output(outcome: Outcome) -> Any:
-    assert isinstance(outcome, Success), outcome
-    return json.loads(outcome.output)
-
-
-def failure_kind(outcome: Outcome) -> str:
-    assert isinstance(outcome, ConnectorFailed), outcome
-    return outcome.failure.kind
-
-
 # --- flowforge connector test ------------------------------------------------------------
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S)
 @pytest.mark.parametrize("name", ZIG_CONNECTORS)
 def test_connector_passes_its_examples(name: str) -> None:
-    result = run_cli(
-        "connector", "test", str(CONNECTORS / name), "--output", "json", timeout=BUILD_TIMEOUT_S
-    )
-    assert result.code == 0, result.stdout + result.stderr
-    report = result.json
-    assert report["connector"] == f"flowforge/{name}"
-    assert report["summary"]["failed"] == 0
     # Several examples, at least one of them an expected failure.
-    assert report["summary"]["total"] >= 5
-    assert any(example["outcome"] == "failure" for example in report["examples"])
+    passes_its_examples(name)
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S)
@@ -109,8 +72,7 @@ def test_a_new_zig_connector_builds_and_passes_as_generated(tmp_path: Path) -> N
     assert created.code == 0, created.stderr
     folder = tmp_path / "greeter"
     assert "{{" not in (folder / "connector.toml").read_text()
-    tested = run_cli("connector", "test", str(folder), "--output", "json", timeout=BUILD_TIMEOUT_S)
-    assert tested.code == 0, tested.stdout + tested.stderr
+    tested = connector_test(folder)
     assert tested.json["connector"] == "acme/greeter"
     assert tested.json["summary"]["failed"] == 0
 
@@ -119,11 +81,7 @@ def test_a_new_zig_connector_builds_and_passes_as_generated(tmp_path: Path) -> N
 def test_the_sdk_maps_http_statuses_and_reads_retry_after() -> None:
     # The fixture connector sends a POST with headers and a JSON body, then applies the
     # SDK's status mapping; an injected 429 must come back rate-limited with Retry-After.
-    result = run_cli(
-        "connector", "test", str(HTTP_FIXTURE), "--fault", "http-429", "--fault", "reset",
-        "--output", "json", timeout=BUILD_TIMEOUT_S,
-    )  # fmt: skip
-    assert result.code == 0, result.stdout + result.stderr
+    result = connector_test(HTTP_FIXTURE, "--fault", "http-429", "--fault", "reset")
     examples = {example["name"]: example for example in result.json["examples"]}
     faults = {f["fault"]: f for f in examples["404 is not-found"]["faults"]}
     assert faults["http-429"]["kind"] == "rate-limited"

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +39,7 @@ from flowforge.runtime.network import (
     NetworkPolicy,
 )
 from flowforge.runtime.values import HttpRequest, HttpResponse
+from tests.local_http import QuietHandler, running
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -49,13 +50,10 @@ CAP = 64 * 1024
 # --- servers -------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     """Routes: /echo (the request as JSON), /redirect?code=&to=, /hops/N, /big?n=, /stream?n=."""
 
     protocol_version = "HTTP/1.0"  # close-delimited bodies unless a length is sent
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def _any(self) -> None:
         url = urlsplit(self.path)
@@ -64,14 +62,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         if url.path == "/echo":
             sni = getattr(self.server, "sni", None)
-            self._reply(200, self._echo(body, sni))
+            self.reply(200, self._echo(body, sni))
         elif url.path == "/redirect":
             self._redirect(int(query.get("code", "302")), query["to"])
         elif url.path.startswith("/hops/"):
             left = int(url.path.removeprefix("/hops/"))
             self._redirect(302, f"/hops/{left - 1}" if left > 1 else "/echo")  # N redirects
         elif url.path == "/big":
-            self._reply(200, b"x" * int(query["n"]))
+            self.reply(200, b"x" * int(query["n"]))
         elif url.path == "/stream":
             # No Content-Length: the cap must stop the read, not the header.
             self.send_response(200)
@@ -79,7 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
             for _ in range(int(query["n"]) // 4096):
                 self.wfile.write(b"y" * 4096)
         else:
-            self._reply(404, b"not found")
+            self.reply(404, b"not found")
 
     def _echo(self, body: bytes, sni: object) -> bytes:
         seen = {
@@ -96,13 +94,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Location", to)
         self.send_header("Content-Length", "0")
         self.end_headers()
-
-    def _reply(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 
@@ -131,15 +122,9 @@ class Served:
 
 
 def _serve(server: _Server) -> Iterator[Served]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    host, port = server.socket.getsockname()[:2]
-    try:
+    with running(server):
+        host, port = server.socket.getsockname()[:2]
         yield Served(f"[{host}]" if ":" in host else host, port)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture(scope="module")

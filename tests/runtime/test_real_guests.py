@@ -4,9 +4,7 @@ written canonical ABI) run through the sandbox: every action, in both languages.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +21,22 @@ from flowforge.runtime import (
     Success,
 )
 from tests.cli import run_cli
+from tests.local_http import QuietHandler, serving
 
 SECRET = "s3cr3t-Value-42"
 LANGUAGES = ["python", "zig"]
 
 
-class _Hello(BaseHTTPRequestHandler):
+class _Hello(QuietHandler):
     def do_GET(self) -> None:
-        body = f"héllo from {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.reply(200, f"héllo from {self.path}".encode())
 
 
 @pytest.fixture(scope="module")
 def server_port() -> Iterator[int]:
     """A local HTTP server: the only network these tests ever reach."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serving(_Hello) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

@@ -3,20 +3,20 @@ end to end through `host.fetch` (fetch.wat returns the status or the host's reas
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from flowforge.runtime import ConnectorFailed, Grants, LoadedComponent, Sandbox, Success
 from tests.cli import run_cli
+from tests.local_http import QuietHandler, serving
 
 WAT = Path(__file__).parents[1] / "fixtures" / "wat"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     redirect_to = ""
 
     def do_GET(self) -> None:
@@ -25,27 +25,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", self.redirect_to)
             self.end_headers()
             return
-        body = b'{"hello": "world"}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.reply(200, b'{"hello": "world"}')
 
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[int, int]]:
     """Two local servers: the granted one, and another that must stay unreachable."""
-    started = [ThreadingHTTPServer(("127.0.0.1", 0), _Handler) for _ in range(2)]
-    for server in started:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    ports = (started[0].server_address[1], started[1].server_address[1])
-    _Handler.redirect_to = f"http://127.0.0.1:{ports[1]}/"
-    yield ports
-    for server in started:
-        server.shutdown()
+    with ExitStack() as stack:
+        ports = (stack.enter_context(serving(_Handler)), stack.enter_context(serving(_Handler)))
+        _Handler.redirect_to = f"http://127.0.0.1:{ports[1]}/"
+        yield ports
 
 
 @pytest.fixture(scope="module")
