@@ -3,15 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -19,12 +14,9 @@ from flowforge.control.build import build_component
 from flowforge.marketplace.service import Registry
 from flowforge.runtime.manifest import ConnectorManifest, load_manifest
 from flowforge.runtime.package import pack, sign_package
+from tests.pg import fresh_database
 
 ENCODE = Path(__file__).parents[2] / "connectors" / "encode"
-PG_HOST = os.environ.get("FLOWFORGE_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("FLOWFORGE_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("FLOWFORGE_TEST_PG_USER", "postgres")
-PG_DB = os.environ.get("FLOWFORGE_TEST_PG_DB", "test")
 
 MakePackage = Callable[..., bytes]
 
@@ -60,33 +52,11 @@ def make_package(encode_build: tuple[ConnectorManifest, bytes]) -> MakePackage:
     return make
 
 
-def _admin(statement: str) -> None:
-    """Run one statement on the admin database, on a thread of its own (a test's event
-    loop may be running in this one)."""
-
-    async def go() -> None:
-        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_DB)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, go()).result()
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL database of its own for one test, dropped afterwards."""
-    name = f"ff_registry_{uuid.uuid4().hex[:12]}"
-    try:
-        _admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL at {PG_HOST}:{PG_PORT} is not usable: {exc}")
-    try:
-        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("ff_registry") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

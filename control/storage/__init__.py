@@ -1,0 +1,96 @@
+"""The control plane's storage: immutable workflow versions, each run's append-only event
+log (with the run's status cached beside it for listing), timers for resume, and the
+encrypted secrets' table. SQLite by default, PostgreSQL through asyncpg.
+
+    storage = await Storage.open(database_url(workspace))
+    await storage.versions.put(name, version, canonical)
+    await storage.events.create_run(run_id, workflow=name, version=version, project="default",
+                                    input={...}, events=[NewEvent(EventType.RUN_STARTED, {...})])
+    state = RunState.fold(await storage.events.read(run_id))
+"""
+
+from __future__ import annotations
+
+from .database import Database
+from .db import CONTROL_SCHEMA, DATABASE_ENV, database_url, default_url, open_engine
+from .errors import (
+    ConcurrencyConflict,
+    DuplicateRun,
+    RunFinished,
+    StorageError,
+    UnknownRun,
+    UnknownVersion,
+    VersionMismatch,
+)
+from .events import EventStore
+from .records import (
+    UNFINISHED,
+    Appended,
+    Event,
+    EventType,
+    NewEvent,
+    RunPage,
+    RunRecord,
+    RunStatus,
+    StoredVersion,
+    Timer,
+    TimerKind,
+)
+from .state import RunState, StepState, StepStatus
+from .versions import VersionStore
+
+
+class Storage:
+    """The stores over one database; `open` migrates the schema first."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.events = EventStore(db)
+        self.versions = VersionStore(db)
+
+    @classmethod
+    async def open(cls, url: str) -> Storage:
+        return cls(await Database.open(url))
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+
+__all__ = [
+    "CONTROL_SCHEMA",
+    "DATABASE_ENV",
+    "UNFINISHED",
+    "Appended",
+    "ConcurrencyConflict",
+    "Database",
+    "DuplicateRun",
+    "Event",
+    "EventStore",
+    "EventType",
+    "NewEvent",
+    "RunFinished",
+    "RunPage",
+    "RunRecord",
+    "RunState",
+    "RunStatus",
+    "StepState",
+    "StepStatus",
+    "Storage",
+    "StorageError",
+    "StoredVersion",
+    "Timer",
+    "TimerKind",
+    "UnknownRun",
+    "UnknownVersion",
+    "VersionMismatch",
+    "VersionStore",
+    "database_url",
+    "default_url",
+    "open_engine",
+]

@@ -1,0 +1,385 @@
+"""The run event log: append-only, one sequence per run, optimistic concurrency, and
+idempotency keys so a redelivered result is applied once.
+
+An append is one transaction: drop the events whose idempotency key the run already holds,
+compare-and-set the run's `last_seq` (a stale `expected_seq` is a `ConcurrencyConflict`),
+insert the events, refresh the run's cached status, and set or clear the run's timers.
+The statements of the hot path are built once, with bind parameters, so each append only
+binds values (building and cache-keying a statement costs more than running it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Collection, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
+
+from flowforge.runtime.canonical import canonical_json
+
+from .database import Database
+from .errors import ConcurrencyConflict, DuplicateRun, RunFinished, UnknownRun
+from .models import EVENTS, RUNS, TIMERS
+from .records import (
+    UNFINISHED,
+    Appended,
+    Event,
+    EventType,
+    NewEvent,
+    RunPage,
+    RunRecord,
+    RunStatus,
+    Timer,
+    TimerKind,
+)
+from .state import advance_status, advance_waiting
+
+# The run's row and, joined to it, which of the given idempotency keys it already holds:
+# one round trip for both checks.
+_RUN_AND_KEYS: Final = (
+    select(RUNS.c.last_seq, RUNS.c.status, RUNS.c.waiting_approval, EVENTS.c.idempotency_key)
+    .select_from(
+        RUNS.outerjoin(
+            EVENTS,
+            and_(
+                EVENTS.c.run_id == RUNS.c.id,
+                EVENTS.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+            ),
+        )
+    )
+    .where(RUNS.c.id == bindparam("run"))
+)
+_CAS: Final = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("run"), RUNS.c.last_seq == bindparam("expected"))
+    .values(
+        last_seq=bindparam("new_seq"),
+        status=bindparam("new_status"),
+        waiting_approval=bindparam("new_waiting"),
+        updated_at=bindparam("now"),
+        finished_at=bindparam("finished"),
+    )
+)
+_INSERT_EVENTS: Final = insert(EVENTS)
+_INSERT_RUN: Final = insert(RUNS)
+_READ: Final = (
+    select(EVENTS)
+    .where(EVENTS.c.run_id == bindparam("run"), EVENTS.c.seq > bindparam("after"))
+    .order_by(EVENTS.c.seq)
+)
+_LAST_SEQ: Final = select(RUNS.c.last_seq).where(RUNS.c.id == bindparam("run"))
+
+
+def _json(value: Any) -> str:
+    return canonical_json(value).decode("utf-8")
+
+
+def _record(row: Row[Any]) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        workflow=row.workflow,
+        version=row.version,
+        project=row.project,
+        input=json.loads(row.input),
+        status=RunStatus(row.status),
+        last_seq=row.last_seq,
+        waiting_approval=tuple(json.loads(row.waiting_approval)),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _encode_cursor(record: RunRecord) -> str:
+    raw = canonical_json([record.created_at.isoformat(), record.id])
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        return datetime.fromisoformat(created), str(run_id)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a run listing cursor: {cursor!r}") from exc
+
+
+def _last_seq(conn: Connection, run_id: str) -> int | None:
+    value: int | None = conn.execute(_LAST_SEQ, {"run": run_id}).scalar_one_or_none()
+    return value
+
+
+def _fresh(events: Sequence[NewEvent], held: set[str]) -> tuple[list[NewEvent], tuple[str, ...]]:
+    """The events to store, and the keys dropped (held by the run or earlier in the batch)."""
+    fresh: list[NewEvent] = []
+    duplicates: list[str] = []
+    for new in events:
+        if new.key is not None:
+            if new.key in held:
+                duplicates.append(new.key)
+                continue
+            held.add(new.key)
+        fresh.append(new)
+    return fresh, tuple(duplicates)
+
+
+def _append(
+    conn: Connection,
+    run_id: str,
+    expected_seq: int,
+    events: Sequence[NewEvent],
+    set_timers: Sequence[Timer],
+    clear_timers: Collection[str],
+    new_run: dict[str, Any] | None,
+) -> Appended:
+    now = datetime.now(UTC)
+    if new_run is not None:
+        conn.execute(_INSERT_RUN, {**new_run, "created_at": now, "updated_at": now})
+    keys = sorted({e.key for e in events if e.key is not None})
+    rows = conn.execute(_RUN_AND_KEYS, {"run": run_id, "keys": keys}).all()
+    if not rows:
+        raise UnknownRun(run_id)
+    run = rows[0]
+    fresh, duplicates = _fresh(events, {r.idempotency_key for r in rows if r.idempotency_key})
+    if events and not fresh:
+        return Appended(run.last_seq, (), duplicates)
+    if run.last_seq != expected_seq:
+        raise ConcurrencyConflict(run_id, expected_seq, run.last_seq)
+    status = RunStatus(run.status)
+    if fresh and status.finished:
+        raise RunFinished(run_id, status.value)
+
+    waiting = set(json.loads(run.waiting_approval))
+    stored: list[Event] = []
+    for offset, new in enumerate(fresh, start=1):
+        data = dict(new.data)
+        stored.append(Event(run_id, expected_seq + offset, new.type, data, new.at or now, new.key))
+        advance_waiting(waiting, new.type, data)
+        status = advance_status(status, new.type, bool(waiting))
+    last_seq = expected_seq + len(stored)
+    changes = {
+        "run": run_id,
+        "expected": expected_seq,
+        "new_seq": last_seq,
+        "new_status": status.value,
+        "new_waiting": _json(sorted(waiting)),
+        "now": now,
+        "finished": now if status.finished else None,
+    }
+    # The compare-and-set; it also takes the run's write lock before the inserts.
+    if conn.execute(_CAS, changes).rowcount != 1:
+        raise ConcurrencyConflict(run_id, expected_seq, None)
+    if stored:
+        conn.execute(
+            _INSERT_EVENTS,
+            [
+                {
+                    "run_id": run_id,
+                    "seq": e.seq,
+                    "type": e.type.value,
+                    "data": _json(e.data),
+                    "at": e.at,
+                    "idempotency_key": e.key,
+                }
+                for e in stored
+            ],
+        )
+    _write_timers(conn, run_id, set_timers, clear_timers, status.finished)
+    return Appended(last_seq, tuple(stored), duplicates)
+
+
+def _write_timers(
+    conn: Connection,
+    run_id: str,
+    set_timers: Sequence[Timer],
+    clear_timers: Collection[str],
+    finished: bool,
+) -> None:
+    if finished:
+        conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id))
+        return
+    for timer in set_timers:
+        if timer.run_id != run_id:
+            raise ValueError(f"timer {timer.key!r} is for run {timer.run_id}, not {run_id}")
+    moved = set(clear_timers) | {t.key for t in set_timers}
+    if moved:
+        conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id, TIMERS.c["key"].in_(moved)))
+    if set_timers:
+        conn.execute(
+            insert(TIMERS),
+            [
+                {
+                    "run_id": run_id,
+                    "key": t.key,
+                    "kind": t.kind.value,
+                    "due_at": t.due_at,
+                    "data": _json(t.data),
+                }
+                for t in set_timers
+            ],
+        )
+
+
+def _read(conn: Connection, run_id: str, after_seq: int, limit: int | None) -> list[Event]:
+    query = _READ if limit is None else _READ.limit(limit)
+    return [
+        Event(
+            row.run_id,
+            row.seq,
+            EventType(row.type),
+            json.loads(row.data),
+            row.at,
+            row.idempotency_key,
+        )
+        for row in conn.execute(query, {"run": run_id, "after": after_seq})
+    ]
+
+
+def _runs(conn: Connection, query: Any) -> list[RunRecord]:
+    return [_record(row) for row in conn.execute(query)]
+
+
+def _timers(conn: Connection, where: ColumnElement[bool] | None, limit: int | None) -> list[Timer]:
+    query = select(TIMERS).order_by(TIMERS.c.due_at, TIMERS.c.run_id, TIMERS.c["key"])
+    if where is not None:
+        query = query.where(where)
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        Timer(row.run_id, row.key, TimerKind(row.kind), row.due_at, json.loads(row.data))
+        for row in conn.execute(query)
+    ]
+
+
+class EventStore:
+    """Runs, their event logs and their timers."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_run(
+        self,
+        run_id: str,
+        *,
+        workflow: str,
+        version: str,
+        project: str,
+        input: Any,
+        events: Sequence[NewEvent] = (),
+        timers: Sequence[Timer] = (),
+    ) -> Appended:
+        """Record a new run, and its first events and timers in the same transaction."""
+        row = {
+            "id": run_id,
+            "workflow": workflow,
+            "version": version,
+            "project": project,
+            "input": _json(input),
+            "finished_at": None,
+            "status": RunStatus.PENDING.value,
+            "last_seq": 0,
+            "waiting_approval": "[]",
+        }
+        try:
+            return await self.db.transaction(_append, run_id, 0, events, timers, (), row)
+        except IntegrityError as exc:
+            if await self.db.transaction(_last_seq, run_id) is not None:
+                raise DuplicateRun(run_id) from exc
+            raise
+
+    async def append(
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        *,
+        set_timers: Sequence[Timer] = (),
+        clear_timers: Collection[str] = (),
+    ) -> Appended:
+        """Append `events` after `expected_seq` (the last seq the caller has seen).
+
+        Events whose idempotency key the run already holds (or that repeat a key earlier in
+        the batch) are dropped; when every event of a non-empty batch is dropped the append
+        is a no-op whatever `expected_seq` says, so a redelivered result is applied once.
+        Otherwise a stale `expected_seq` raises ConcurrencyConflict and nothing is written;
+        new events for a finished run raise RunFinished. A run-succeeded/failed/cancelled
+        event also clears all the run's timers.
+        """
+        try:
+            return await self.db.transaction(
+                _append, run_id, expected_seq, events, set_timers, clear_timers, None
+            )
+        except IntegrityError as exc:
+            # Another writer stored the same seq or idempotency key between our check and
+            # our insert: the same situation as a stale expected_seq.
+            actual = await self.db.transaction(_last_seq, run_id)
+            raise ConcurrencyConflict(run_id, expected_seq, actual) from exc
+
+    async def read(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """The run's events after `after_seq`, in order (none for an unknown run)."""
+        return await self.db.transaction(_read, run_id, after_seq, limit)
+
+    async def run(self, run_id: str) -> RunRecord:
+        found = await self.db.transaction(_runs, select(RUNS).where(RUNS.c.id == run_id))
+        if not found:
+            raise UnknownRun(run_id)
+        return found[0]
+
+    async def runs(
+        self,
+        *,
+        status: RunStatus | Iterable[RunStatus] | None = None,
+        workflow: str | None = None,
+        project: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Runs newest first; pass the page's `next_cursor` back for the next page."""
+        if limit < 1:
+            raise ValueError("limit is at least 1")
+        query = select(RUNS).order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc())
+        if status is not None:
+            wanted = [status] if isinstance(status, RunStatus) else list(status)
+            query = query.where(RUNS.c.status.in_([s.value for s in wanted]))
+        if workflow is not None:
+            query = query.where(RUNS.c.workflow == workflow)
+        if project is not None:
+            query = query.where(RUNS.c.project == project)
+        if cursor is not None:
+            created, run_id = _decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    RUNS.c.created_at < created,
+                    and_(RUNS.c.created_at == created, RUNS.c.id < run_id),
+                )
+            )
+        records = await self.db.transaction(_runs, query.limit(limit + 1))
+        page = tuple(records[:limit])
+        return RunPage(page, _encode_cursor(page[-1]) if len(records) > limit else None)
+
+    async def unfinished_runs(self) -> list[RunRecord]:
+        """Every run not yet succeeded, failed or cancelled, oldest first: what a
+        restarted scheduler resumes."""
+        query = (
+            select(RUNS)
+            .where(RUNS.c.status.in_([s.value for s in UNFINISHED]))
+            .order_by(RUNS.c.created_at, RUNS.c.id)
+        )
+        return await self.db.transaction(_runs, query)
+
+    async def timers(self, run_id: str) -> list[Timer]:
+        return await self.db.transaction(_timers, TIMERS.c.run_id == run_id, None)
+
+    async def due_timers(self, now: datetime, limit: int = 1000) -> list[Timer]:
+        """Timers due at or before `now`, earliest first."""
+        return await self.db.transaction(_timers, TIMERS.c.due_at <= now, limit)
+
+    async def next_timer(self) -> Timer | None:
+        """The earliest timer of any run (what the scheduler sleeps until)."""
+        found = await self.db.transaction(_timers, None, 1)
+        return found[0] if found else None

@@ -1,0 +1,251 @@
+"""The run event log: ordered appends, optimistic concurrency, idempotency, the cached
+status, listing and resume, and timers; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from flowforge.control.storage import (
+    ConcurrencyConflict,
+    DuplicateRun,
+    EventType,
+    NewEvent,
+    RunFinished,
+    RunState,
+    RunStatus,
+    Storage,
+    Timer,
+    TimerKind,
+    UnknownRun,
+)
+
+E = EventType
+
+
+def started(*steps: str) -> NewEvent:
+    return NewEvent(E.RUN_STARTED, {"steps": list(steps), "inputs": {"n": 1}})
+
+
+def step(kind: EventType, step_id: str, key: str | None = None, **data: object) -> NewEvent:
+    return NewEvent(kind, {"step": step_id, **data}, key=key)
+
+
+async def new_run(storage: Storage, version: str, run_id: str = "run-1", *steps: str) -> None:
+    await storage.events.create_run(
+        run_id,
+        workflow="demo",
+        version=version,
+        project="default",
+        input={"n": 1},
+        events=[started(*steps)],
+    )
+
+
+async def test_appends_are_numbered_and_read_back_in_order(storage: Storage, version: str) -> None:
+    await new_run(storage, version, "run-1", "a", "b")
+    events = storage.events
+    appended = await events.append(
+        "run-1",
+        1,
+        [step(E.STEP_DISPATCHED, "a", attempt=1), step(E.STEP_DISPATCHED, "b", attempt=1)],
+    )
+    assert appended.last_seq == 3
+    assert [e.seq for e in appended.events] == [2, 3]
+    await events.append("run-1", 3, [step(E.STEP_SUCCEEDED, "a", output={"x": [1, "é"]})])
+
+    log = await events.read("run-1")
+    assert [(e.seq, e.type) for e in log] == [
+        (1, E.RUN_STARTED),
+        (2, E.STEP_DISPATCHED),
+        (3, E.STEP_DISPATCHED),
+        (4, E.STEP_SUCCEEDED),
+    ]
+    assert log[3].data == {"step": "a", "output": {"x": [1, "é"]}}
+    assert all(e.at.tzinfo is not None for e in log)
+    assert [e.seq for e in await events.read("run-1", after_seq=2)] == [3, 4]
+    assert [e.seq for e in await events.read("run-1", after_seq=1, limit=2)] == [2, 3]
+    assert await events.read("nope") == []
+
+
+async def test_a_stale_expected_seq_is_refused_and_writes_nothing(
+    storage: Storage, version: str
+) -> None:
+    await new_run(storage, version)
+    await storage.events.append("run-1", 1, [step(E.STEP_DISPATCHED, "a")])
+    with pytest.raises(ConcurrencyConflict) as caught:
+        await storage.events.append("run-1", 1, [step(E.STEP_DISPATCHED, "b")])
+    assert (caught.value.expected, caught.value.actual) == (1, 2)
+    assert "expected last seq 1, the log is at 2" in str(caught.value)
+    with pytest.raises(ConcurrencyConflict):  # ahead of the log: also refused
+        await storage.events.append("run-1", 7, [step(E.STEP_DISPATCHED, "b")])
+    assert [e.seq for e in await storage.events.read("run-1")] == [1, 2]
+    with pytest.raises(UnknownRun):
+        await storage.events.append("ghost", 0, [started()])
+
+
+async def test_a_redelivered_result_is_applied_once(storage: Storage, version: str) -> None:
+    await new_run(storage, version, "run-1", "a")
+    events = storage.events
+    await events.append("run-1", 1, [step(E.STEP_DISPATCHED, "a", key="dispatch/a/1")])
+    result = step(E.STEP_SUCCEEDED, "a", key="result/a/1", output=1)
+    first = await events.append("run-1", 2, [result])
+    assert first.last_seq == 3 and first.duplicates == ()
+    # The same result again, even with the seq the first delivery saw: dropped, no conflict.
+    again = await events.append("run-1", 2, [result])
+    assert (again.last_seq, again.events, again.duplicates) == (3, (), ("result/a/1",))
+    # Mixed with new events, only the new ones are stored; a key repeated in one batch
+    # counts once.
+    mixed = await events.append(
+        "run-1",
+        3,
+        [result, NewEvent(E.RUN_SUCCEEDED, key="end"), NewEvent(E.RUN_SUCCEEDED, key="end")],
+    )
+    assert [e.type for e in mixed.events] == [E.RUN_SUCCEEDED]
+    assert mixed.duplicates == ("result/a/1", "end")
+    assert [e.type for e in await events.read("run-1")].count(E.STEP_SUCCEEDED) == 1
+
+
+async def test_concurrent_appenders_never_share_a_seq(storage: Storage, version: str) -> None:
+    """Many writers race on one run; each retries on conflict. Every event lands once, the
+    log has no gaps, and redelivered keys are dropped."""
+    await new_run(storage, version)
+    events = storage.events
+
+    async def writer(n: int) -> int:
+        conflicts = 0
+        while True:
+            last = (await events.run("run-1")).last_seq
+            try:
+                await events.append("run-1", last, [step(E.STEP_DISPATCHED, f"s{n}", key=f"d/{n}")])
+                return conflicts
+            except ConcurrencyConflict:
+                conflicts += 1
+                await asyncio.sleep(random.random() / 1000)
+
+    conflicts = await asyncio.gather(*(writer(n % 12) for n in range(24)))
+    log = await events.read("run-1")
+    assert [e.seq for e in log] == list(range(1, 14))  # run-started + 12 distinct keys
+    assert sorted(e.data["step"] for e in log[1:]) == sorted(f"s{n}" for n in range(12))
+    assert sum(conflicts) > 0  # they did race
+
+
+async def test_create_run_is_atomic_and_unique(storage: Storage, version: str) -> None:
+    await new_run(storage, version)
+    with pytest.raises(DuplicateRun, match="already exists"):
+        await new_run(storage, version)
+    # A first batch that breaks (an unknown seq can't happen; a bad timer can) leaves no run.
+    with pytest.raises(ValueError, match="is for run"):
+        await storage.events.create_run(
+            "run-2",
+            workflow="demo",
+            version=version,
+            project="p",
+            input=None,
+            events=[started()],
+            timers=[Timer("other", "t", TimerKind.RUN_DEADLINE, datetime.now(UTC))],
+        )
+    with pytest.raises(UnknownRun):
+        await storage.events.run("run-2")
+
+
+async def test_cached_status_follows_the_events(storage: Storage, version: str) -> None:
+    events = storage.events
+    await events.create_run("r", workflow="demo", version=version, project="p", input={})
+    assert (await events.run("r")).status is RunStatus.PENDING
+    await events.append("r", 0, [started("a", "gate")])
+    assert (await events.run("r")).status is RunStatus.RUNNING
+    await events.append("r", 1, [step(E.APPROVAL_REQUESTED, "gate")])
+    record = await events.run("r")
+    assert record.status is RunStatus.WAITING_APPROVAL
+    assert record.waiting_approval == ("gate",)
+    await events.append("r", 2, [step(E.APPROVAL_GRANTED, "gate", by="ada")])
+    assert (await events.run("r")).status is RunStatus.RUNNING
+    await events.append("r", 3, [NewEvent(E.RUN_FAILED, {"error": "boom"})])
+    record = await events.run("r")
+    assert record.status is RunStatus.FAILED and record.finished_at is not None
+    with pytest.raises(RunFinished, match="has finished"):
+        await events.append("r", 4, [step(E.STEP_DISPATCHED, "a")])
+
+
+async def test_cached_status_equals_the_fold(storage: Storage, version: str) -> None:
+    """Random histories, appended in random batches: the listed status is the fold's."""
+    rng = random.Random(7)
+    kinds = [k for k in EventType if k is not E.RUN_STARTED]
+    for n in range(6):
+        run_id = f"r{n}"
+        await storage.events.create_run(
+            run_id, workflow="demo", version=version, project="p", input=None
+        )
+        last = 0
+        status = RunStatus.PENDING
+        while not status.finished and last < 40:
+            batch: list[NewEvent] = []
+            for _ in range(rng.randint(1, 3)):
+                kind = rng.choice(kinds) if last or batch else E.RUN_STARTED
+                batch.append(NewEvent(kind, {"step": rng.choice("abc")}))
+            last = (await storage.events.append(run_id, last, batch)).last_seq
+            record = await storage.events.run(run_id)
+            folded = RunState.fold(await storage.events.read(run_id))
+            assert record.status is folded.status
+            assert set(record.waiting_approval) == folded.waiting_approval
+            status = record.status
+
+
+async def test_listing_pages_newest_first_and_filters(storage: Storage, version: str) -> None:
+    events = storage.events
+    for n in range(7):
+        await new_run(storage, version, f"run-{n}")
+    await events.append("run-2", 1, [NewEvent(E.RUN_SUCCEEDED)])
+    await events.append("run-5", 1, [NewEvent(E.RUN_CANCELLED, {"reason": "user"})])
+
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await events.runs(limit=3, cursor=cursor)
+        seen += [r.id for r in page.runs]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == [f"run-{n}" for n in reversed(range(7))]
+
+    running = await events.runs(status=RunStatus.RUNNING, limit=100)
+    assert {r.id for r in running.runs} == {f"run-{n}" for n in (0, 1, 3, 4, 6)}
+    done = await events.runs(status=[RunStatus.SUCCEEDED, RunStatus.CANCELLED])
+    assert {r.id for r in done.runs} == {"run-2", "run-5"}
+    assert (await events.runs(project="nope")).runs == ()
+    assert [r.id for r in await events.unfinished_runs()] == [f"run-{n}" for n in (0, 1, 3, 4, 6)]
+    with pytest.raises(ValueError, match="cursor"):
+        await events.runs(cursor="garbage!")
+
+
+async def test_timers_are_set_moved_cleared_and_dropped_at_the_end(
+    storage: Storage, version: str
+) -> None:
+    await new_run(storage, version, "run-1", "a")
+    events = storage.events
+    now = datetime.now(UTC).replace(microsecond=0)
+    retry = Timer("run-1", "retry/a", TimerKind.RETRY, now + timedelta(seconds=5), {"step": "a"})
+    deadline = Timer("run-1", "deadline", TimerKind.RUN_DEADLINE, now + timedelta(hours=1))
+    await events.append(
+        "run-1",
+        1,
+        [step(E.STEP_RETRY_SCHEDULED, "a", attempt=1, error={"kind": "unavailable"})],
+        set_timers=[retry, deadline],
+    )
+    assert await events.timers("run-1") == [retry, deadline]
+    assert await events.due_timers(now) == []
+    assert await events.due_timers(now + timedelta(seconds=5)) == [retry]
+    assert await events.next_timer() == retry
+
+    moved = Timer("run-1", "retry/a", TimerKind.RETRY, now + timedelta(seconds=9), {"step": "a"})
+    await events.append("run-1", 2, [], set_timers=[moved])
+    assert await events.timers("run-1") == [moved, deadline]
+    await events.append("run-1", 2, [step(E.STEP_DISPATCHED, "a")], clear_timers=["retry/a"])
+    assert await events.timers("run-1") == [deadline]
+    await events.append("run-1", 3, [NewEvent(E.RUN_SUCCEEDED)])
+    assert await events.timers("run-1") == []
+    assert await events.next_timer() is None
