@@ -5,7 +5,10 @@ import click
 from .connector import connector
 from .keys import keys
 from .marketplace import marketplace
+from .secret import secret
 from .trust import trust
+from .worker import worker
+from .workflow import workflow
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,4 +25,7 @@ def main() -> None:
 main.add_command(connector)
 main.add_command(keys)
 main.add_command(marketplace)
+main.add_command(secret)
 main.add_command(trust)
+main.add_command(worker)
+main.add_command(workflow)
