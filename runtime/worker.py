@@ -205,6 +205,9 @@ class Worker:
             if remaining < limits.timeout_s:
                 limits = dataclasses.replace(limits, timeout_s=remaining)
         loaded = self._loaded.get(task.package_digest)
+        if loaded is not None and (revoked := self._no_longer_trusted(loaded)):
+            del self._loaded[task.package_digest]
+            return TaskRejected("package-refused", revoked), False
         if loaded is None:
             try:
                 # Reading, verifying and (the first time) compiling are blocking work.
@@ -228,6 +231,20 @@ class Worker:
         )
         return outcome, loaded.package.unsigned_dev
 
+    def _no_longer_trusted(self, loaded: LoadedPackage) -> str | None:
+        """Why a package verified earlier may not run now (its key was revoked or is no
+        longer trusted for the publisher), or None. The trust store re-reads its file when
+        it changes, so a revocation reaches a running worker at its next task."""
+        package = loaded.package
+        if package.fingerprint is None:  # an unsigned development package: nothing to revoke
+            return None
+        if self.trust.trusted_for(package.fingerprint, package.manifest.publisher) is not None:
+            return None
+        return (
+            f"{package.label}: key {package.fingerprint} is no longer trusted for publisher "
+            f"{package.manifest.publisher} (revoked or removed since it was loaded)"
+        )
+
     def _load(self, digest: str) -> LoadedPackage:
         data = self.packages.read(digest)
         loaded = self.sandbox.load_package(
@@ -235,8 +252,8 @@ class Worker:
         )
         if loaded.package.package_sha256 != digest:
             raise PackageError(digest, f"the file has sha256 {loaded.package.package_sha256}")
-        # Packages are content-addressed, so a verified one stays valid for this digest;
-        # a trust revocation takes effect when the worker restarts.
+        # Packages are content-addressed, so a verified one stays valid for this digest as
+        # long as its key stays trusted (checked again for every task).
         self._loaded[digest] = loaded
         return loaded
 

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flowforge.runtime import ConnectorFailed, Limits, Sandbox, SandboxStopped, Success, sealing
 from flowforge.runtime.bus import Bus, ResultMessage, Subscription, TaskMessage, TaskRejected
 from flowforge.runtime.package import pack, sign_package
+from flowforge.runtime.signing import fingerprint, raw_public_key
 from flowforge.runtime.worker import DirectoryPackageSource, Worker
 
 from .conftest import SETTINGS, Workspace, make_manifest, spin_config, until
@@ -140,6 +141,22 @@ async def test_a_zig_package_runs_with_sealed_secrets(
     assert (got["fail"].failure.kind, got["fail"].failure.retry_after_ms) == ("rate-limited", 250)
     assert isinstance(got["secret"], Success)
     assert json.loads(got["secret"].output) == {"value": "***"}
+
+
+async def test_a_revoked_key_stops_a_package_the_worker_already_loaded(
+    running: Running, spin_digest: str, workspace: Workspace
+) -> None:
+    running.start()
+    results = await running.bus.results()
+    await running.bus.publish_task(spin_task(spin_digest, step="before"))
+    assert isinstance((await result_of(results)).outcome, Success)
+
+    workspace.trust.revoke(fingerprint(raw_public_key(workspace.key)))
+    await running.bus.publish_task(spin_task(spin_digest, step="after"))
+    refused = (await result_of(results)).outcome
+    assert isinstance(refused, TaskRejected)
+    assert refused.reason == "package-refused"
+    assert "no longer trusted" in refused.message or "revoked" in refused.message
 
 
 async def test_what_the_worker_refuses_is_a_result_saying_why(
