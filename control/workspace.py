@@ -1,5 +1,6 @@
-"""Where FlowForge keeps a user's state: the workspace (trust store, and later the lock
-file and installed packages) and the configuration folder (signing keys).
+"""Where FlowForge keeps a user's state: the workspace (trust store, lock file, installed
+packages, registry and run database) and the configuration folder (signing keys, the
+secrets master key, worker pool keys).
 
 The one place these paths are resolved; the runtime is handed paths, never looks them up.
 """

@@ -19,13 +19,19 @@ from .engine import SETTINGS
 from .files import write_atomically
 
 
-def default_cache_dir() -> Path:
-    """`$FLOWFORGE_CACHE_DIR/compiled`, else `$XDG_CACHE_HOME/flowforge/compiled`."""
+def cache_root() -> Path:
+    """Where every FlowForge cache lives: `$FLOWFORGE_CACHE_DIR`, else
+    `$XDG_CACHE_HOME/flowforge`, else `~/.cache/flowforge`."""
     root = os.environ.get("FLOWFORGE_CACHE_DIR")
     if root:
-        return Path(root) / "compiled"
+        return Path(root)
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "flowforge" / "compiled"
+    return Path(xdg) / "flowforge"
+
+
+def default_cache_dir() -> Path:
+    """The compiled-component cache: `<cache root>/compiled`."""
+    return cache_root() / "compiled"
 
 
 def _file_digest(path: Path) -> str:

@@ -1,9 +1,9 @@
 """Builds connector sources into WebAssembly components, cached by what went into them.
 
-`build_component(source_dir, "python" | "zig")` runs the language's toolchain (installed
-from PyPI next to flowforge), checks the result against the `flowforge:connector` world and
-keeps it in a content-addressed cache, so building unchanged sources again costs a hash of
-the sources and nothing more.
+`build_component(source_dir, language)` (python, javascript, zig or c) runs the language's
+toolchain (pinned, installed by the project from PyPI or npm), checks the result against
+the `flowforge:connector` world and keeps it in a content-addressed cache, so building
+unchanged sources again costs a hash of the sources and nothing more.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from flowforge.runtime.cache import cache_root
+
 # Raise this when the layout of the key or of the build itself changes, so that artefacts
 # made by an older builder stop matching.
 _KEY_SCHEMA = b"flowforge-build/1"
@@ -26,10 +28,8 @@ _IGNORED_SUFFIXES = (".pyc", ".pyo", ".wasm", ".swp", "~")
 
 
 def default_cache_dir() -> Path:
-    """`$FLOWFORGE_CACHE_DIR/builds`, else `~/.cache/flowforge/builds`."""
-    root = os.environ.get("FLOWFORGE_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "flowforge"
-    return base / "builds"
+    """The build cache: `<cache root>/builds` (see `flowforge.runtime.cache.cache_root`)."""
+    return cache_root() / "builds"
 
 
 def source_files(root: Path, pattern: str = "*") -> list[Path]:

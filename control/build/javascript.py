@@ -23,6 +23,7 @@ from pathlib import Path
 
 from flowforge.control.build.errors import BuildError, ToolchainError
 from flowforge.control.build.toolchain import Tool, run_tool, trim
+from flowforge.runtime.cache import cache_root
 from flowforge.sdk import sdk_dir
 from flowforge.wit import WORLD
 
@@ -61,10 +62,8 @@ def lock_hash() -> str:
 
 
 def toolchain_root() -> Path:
-    """`$FLOWFORGE_CACHE_DIR/toolchains`, else `~/.cache/flowforge/toolchains`."""
-    root = os.environ.get("FLOWFORGE_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "flowforge"
-    return base / "toolchains"
+    """Installed npm toolchains: `<cache root>/toolchains`."""
+    return cache_root() / "toolchains"
 
 
 def toolchain_dir() -> Path:
