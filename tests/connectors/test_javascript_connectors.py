@@ -249,10 +249,15 @@ def test_utf8_round_trips_and_malformed_bytes_become_replacement_characters(
     assert got["lossy"] == "a\ufffdb\ufffd"
 
 
-def test_retry_after_reads_seconds(sandbox: Sandbox, sdk: LoadedComponent) -> None:
-    values = ["30", "1.5", " 2 ", "Wed, 21 Oct 2015 07:28:00 GMT", None, "-1"]
+def test_retry_after_reads_seconds_and_dates_against_the_date_header(
+    sandbox: Sandbox, sdk: LoadedComponent
+) -> None:
+    date = "Wed, 21 Oct 2015 07:28:00 GMT"
+    later = "Wed, 21 Oct 2015 07:28:30 GMT"
+    values = [["30", None], ["1.5", None], [" 2 ", None], [later, date], [later, None],
+              [None, date], ["-1", None]]  # fmt: skip
     got = output(call(sandbox, sdk, {}, {"action": "retryAfter", "values": values}))
-    assert got == [30000, 1500, 2000, None, None, None]
+    assert got == [30000, None, 2000, 30000, None, None, None]
 
 
 class _Service(QuietHandler):

@@ -268,28 +268,110 @@ const ff_json *ff_response_json(ff_ctx *ctx, const ff_response *response) {
     return value;
 }
 
-/* Retry-After in delta-seconds (the form APIs use for 429), in milliseconds; -1 if absent. */
-static int64_t ff_retry_after_ms(const ff_response *response) {
-    const char *value = ff_response_header(response, "retry-after");
-    if (value == NULL) return -1;
-    while (*value == ' ') value++;
-    if (*value < '0' || *value > '9') return -1; /* an HTTP-date: no hint */
-    int64_t seconds = 0;
-    for (; *value >= '0' && *value <= '9'; value++) {
-        seconds = seconds * 10 + (*value - '0');
-        if (seconds > UINT32_MAX / 1000) return UINT32_MAX;
+/* Optional whitespace around a header value (RFC 9110 OWS) is spaces and tabs only. */
+static bool ff_is_ows(char c) { return c == ' ' || c == '\t'; }
+
+static bool ff_all_digits(const char *text, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < '0' || text[i] > '9') return false;
     }
-    return seconds * 1000;
+    return true;
+}
+
+/* The number spelled by exactly `len` digits, if it lies in [low, high]; -1 otherwise. */
+static int64_t ff_number(const char *text, size_t len, int64_t low, int64_t high) {
+    if (!ff_all_digits(text, len)) return -1;
+    int64_t value = 0;
+    for (size_t i = 0; i < len; i++) value = value * 10 + (text[i] - '0');
+    return value >= low && value <= high ? value : -1;
+}
+
+static int ff_name_index(const char *const *names, size_t count, const char *text) {
+    for (size_t i = 0; i < count; i++) {
+        if (memcmp(names[i], text, 3) == 0) return (int)i;
+    }
+    return -1;
+}
+
+static int64_t ff_days_in_month(int64_t year, int64_t month) {
+    if (month == 2) {
+        bool leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        return leap ? 29 : 28;
+    }
+    return month == 4 || month == 6 || month == 9 || month == 11 ? 30 : 31;
+}
+
+/* Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm),
+ * spelled the same way in all four SDKs so that they agree to the second. */
+static int64_t ff_days_from_civil(int64_t year, int64_t month, int64_t day) {
+    int64_t y = month <= 2 ? year - 1 : year;
+    int64_t era = (y >= 0 ? y : y - 399) / 400; /* floor division */
+    int64_t year_of_era = y - era * 400;
+    int64_t day_of_year = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1;
+    int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+bool ff_http_date_seconds(const char *value, int64_t *seconds) {
+    static const char *const days[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    if (value == NULL) return false;
+    while (ff_is_ows(*value)) value++;
+    size_t len = strlen(value);
+    while (len > 0 && ff_is_ows(value[len - 1])) len--;
+    const char *t = value;
+    if (len != 29 || memcmp(t + 3, ", ", 2) != 0 || memcmp(t + 25, " GMT", 4) != 0) return false;
+    if (t[7] != ' ' || t[11] != ' ' || t[16] != ' ' || t[19] != ':' || t[22] != ':') return false;
+    if (ff_name_index(days, 7, t) < 0) return false;
+    int month_index = ff_name_index(months, 12, t + 8);
+    if (month_index < 0) return false;
+    int64_t month = month_index + 1;
+    int64_t year = ff_number(t + 12, 4, 0, 9999);
+    int64_t hour = ff_number(t + 17, 2, 0, 23);
+    int64_t minute = ff_number(t + 20, 2, 0, 59);
+    int64_t second = ff_number(t + 23, 2, 0, 60); /* 60: a leap second */
+    if (year < 0 || hour < 0 || minute < 0 || second < 0) return false;
+    int64_t day = ff_number(t + 5, 2, 1, ff_days_in_month(year, month));
+    if (day < 0) return false;
+    *seconds = ff_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+    return true;
+}
+
+static int64_t ff_clamp_u32(int64_t value) {
+    return value < 0 ? 0 : value > (int64_t)UINT32_MAX ? (int64_t)UINT32_MAX : value;
+}
+
+int64_t ff_retry_after_ms(const char *retry_after, const char *date) {
+    if (retry_after == NULL) return -1;
+    while (ff_is_ows(*retry_after)) retry_after++;
+    size_t len = strlen(retry_after);
+    while (len > 0 && ff_is_ows(retry_after[len - 1])) len--;
+    if (len > 0 && ff_all_digits(retry_after, len)) {
+        int64_t seconds = 0;
+        for (size_t i = 0; i < len; i++) {
+            seconds = seconds * 10 + (retry_after[i] - '0');
+            if (seconds > UINT32_MAX / 1000) return UINT32_MAX;
+        }
+        return seconds * 1000;
+    }
+    int64_t retry_at = 0, sent_at = 0;
+    if (!ff_http_date_seconds(retry_after, &retry_at) || !ff_http_date_seconds(date, &sent_at)) {
+        return -1;
+    }
+    return ff_clamp_u32((retry_at - sent_at) * 1000);
+}
+
+bool ff_response_ok(const ff_response *response) {
+    return response->status >= 200 && response->status < 300;
 }
 
 bool ff_raise_for_status(ff_ctx *ctx, const ff_response *response) {
     uint16_t status = response->status;
     if (status < 400) return true;
     ff_error_kind kind = FF_INVALID_INPUT;
-    int64_t retry = -1;
     if (status == 429) {
         kind = FF_RATE_LIMITED;
-        retry = ff_retry_after_ms(response);
     } else if (status >= 500) {
         kind = FF_UNAVAILABLE;
     } else if (status == 401 || status == 403) {
@@ -297,6 +379,11 @@ bool ff_raise_for_status(ff_ctx *ctx, const ff_response *response) {
     } else if (status == 404) {
         kind = FF_NOT_FOUND;
     }
+    /* RFC 9110 defines Retry-After for 503 and RFC 6585 for 429; elsewhere it is ignored. */
+    int64_t retry = status == 429 || status == 503
+                        ? ff_retry_after_ms(ff_response_header(response, "retry-after"),
+                                            ff_response_header(response, "date"))
+                        : -1;
     /* The start of the body usually says why; enough of it to help, not a whole page. */
     int shown = response->body_len > 200 ? 200 : (int)response->body_len;
     ff_record(ctx, kind, retry, "HTTP %u from %s%s%.*s", status, response->url,

@@ -133,10 +133,21 @@ const ff_response *ff_fetch(ff_ctx *ctx, const ff_request *request);
 const char *ff_response_header(const ff_response *response, const char *name);
 /* The body parsed as JSON, or NULL (recorded failure: unavailable, the body is not JSON). */
 const ff_json *ff_response_json(ff_ctx *ctx, const ff_response *response);
-/* True for a 1xx-3xx status. Otherwise false with the shared mapping recorded: 429 ->
- * rate-limited (retry-after-ms from a Retry-After header in seconds), 5xx -> unavailable,
- * 401/403 -> unauthorized, 404 -> not-found, other 4xx -> invalid-input. */
+/* True for a 2xx status only, as in every FlowForge SDK. */
+bool ff_response_ok(const ff_response *response);
+/* True for a status below 400. Otherwise false with the shared mapping recorded: 429 ->
+ * rate-limited, 5xx -> unavailable, 401/403 -> unauthorized, 404 -> not-found, other 4xx
+ * -> invalid-input; a 429 or 503 carries its Retry-After as retry-after-ms (see
+ * ff_retry_after_ms). */
 bool ff_raise_for_status(ff_ctx *ctx, const ff_response *response);
+/* Milliseconds from a Retry-After value, or -1 for no hint: delta-seconds (digits only),
+ * or an HTTP-date (IMF-fixdate, "Wed, 21 Oct 2015 07:28:00 GMT") measured against `date`,
+ * the response's Date header, since the guest has no clock; without a readable `date` a
+ * date gives no hint. A date at or before `date` is 0; beyond a u32 is clamped to it.
+ * Either argument may be NULL. */
+int64_t ff_retry_after_ms(const char *retry_after, const char *date);
+/* Seconds since the epoch for an IMF-fixdate, into *seconds; false for anything else. */
+bool ff_http_date_seconds(const char *value, int64_t *seconds);
 
 #ifdef __cplusplus
 }

@@ -233,24 +233,27 @@ export function fetch(url, { method = "GET", headers = {}, body = undefined, jso
 }
 
 /**
- * The shared retryability convention: the Failure a status means, or null for 1xx-3xx.
- * 429 -> rate-limited (Retry-After honoured), 5xx -> unavailable, 401/403 -> unauthorized,
- * 404 -> not-found, other 4xx -> invalid-input.
+ * The shared retryability convention: the Failure a status means, or null below 400.
+ * 429 -> rate-limited, 5xx -> unavailable, 401/403 -> unauthorized, 404 -> not-found,
+ * other 4xx -> invalid-input. A 429 or 503 carries its Retry-After as `retryAfterMs`.
  */
 export function failureForStatus(response, what = null) {
   const status = response.status;
   if (status < 400) return null;
   const detail = snippet(response);
   const message = `${what ?? origin(response.url)} answered HTTP ${status}${detail ? `: ${detail}` : ""}`;
-  if (status === 429) {
-    return new Failure("rate-limited", message, { retryAfterMs: retryAfterMs(response.header("retry-after")) });
-  }
-  if (status >= 500) {
-    return new Failure("unavailable", message, { retryAfterMs: retryAfterMs(response.header("retry-after")) });
-  }
-  if (status === 401 || status === 403) return new Failure("unauthorized", message);
-  if (status === 404) return new Failure("not-found", message);
-  return new Failure("invalid-input", message);
+  const kind =
+    status === 429
+      ? "rate-limited"
+      : status >= 500
+        ? "unavailable"
+        : status === 401 || status === 403
+          ? "unauthorized"
+          : status === 404
+            ? "not-found"
+            : "invalid-input";
+  const retryAfter = RETRY_AFTER_STATUSES.includes(status) ? retryAfterMs(firstHeader(response, "retry-after"), firstHeader(response, "date")) : null;
+  return new Failure(kind, message, { retryAfterMs: retryAfter });
 }
 
 /** Throw the Failure for an error status (see failureForStatus); return the response otherwise. */
@@ -260,15 +263,68 @@ export function raiseForStatus(response, what = null) {
   return response;
 }
 
+// RFC 9110 defines Retry-After for 503 and RFC 6585 for 429; on other statuses it is ignored.
+const RETRY_AFTER_STATUSES = [429, 503];
+const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
 /**
- * Retry-After in milliseconds: delay-seconds, or an HTTP date (which needs a clock the
- * sandbox does not have, so it is read as "retry later" with no hint); null when absent.
+ * Retry-After in milliseconds, or null: delta-seconds (digits only), or an HTTP-date
+ * (IMF-fixdate, `Wed, 21 Oct 2015 07:28:00 GMT`) measured against `date`, the response's
+ * Date header, since the sandbox has no clock; without a readable `date` a date gives
+ * no hint. A date at or before `date` is 0; anything beyond a u32 is clamped to it.
  */
-export function retryAfterMs(value) {
-  if (value == null) return null;
-  const text = String(value).trim();
-  if (/^\d+(\.\d+)?$/.test(text)) return clampU32(Number(text) * 1000);
-  return null;
+export function retryAfterMs(retryAfter, date = null) {
+  if (retryAfter == null) return null;
+  const text = trimOws(String(retryAfter));
+  if (/^[0-9]+$/.test(text)) {
+    const seconds = Number(text); // a long run of digits is Infinity: clamped below
+    return seconds >= MAX_U32 / 1000 ? MAX_U32 : clampU32(seconds * 1000);
+  }
+  const retryAt = httpDateSeconds(text);
+  const sentAt = date == null ? null : httpDateSeconds(String(date));
+  if (retryAt === null || sentAt === null) return null;
+  return clampU32((retryAt - sentAt) * 1000);
+}
+
+/** Seconds since the epoch for an IMF-fixdate, or null for anything else. */
+function httpDateSeconds(value) {
+  const text = trimOws(String(value));
+  const match = /^([A-Za-z]{3}), ([0-9]{2}) ([A-Za-z]{3}) ([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT$/.exec(text);
+  if (match === null || !DAYS.includes(match[1])) return null;
+  const month = MONTHS.indexOf(match[3]) + 1;
+  const [day, year, hour, minute, second] = [2, 4, 5, 6, 7].map((i) => Number(match[i]));
+  if (month === 0 || hour > 23 || minute > 59 || second > 60) return null; // 60: a leap second
+  if (day < 1 || day > daysInMonth(year, month)) return null;
+  return daysFromCivil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+}
+
+function daysInMonth(year, month) {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}
+
+// Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm),
+// spelled the same way in all four SDKs so that they agree to the second.
+function daysFromCivil(year, month, day) {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yearOfEra = y - era * 400;
+  const dayOfYear = Math.floor((153 * (month > 2 ? month - 3 : month + 9) + 2) / 5) + day - 1;
+  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
+  return era * 146097 + dayOfEra - 719468;
+}
+
+// Optional whitespace around a header value (RFC 9110 OWS) is spaces and tabs only.
+function trimOws(text) {
+  return text.replace(/^[ \t]+|[ \t]+$/g, "");
+}
+
+// The first header of that name: `headers` joins repeats with ", ", which would garble a date.
+function firstHeader(response, name) {
+  const wanted = name.toLowerCase();
+  const pair = (response.headerList ?? []).find(([key]) => String(key).toLowerCase() === wanted);
+  return pair === undefined ? null : pair[1];
 }
 
 function snippet(response) {
@@ -348,7 +404,10 @@ function toWire(err) {
     const name = err instanceof Error ? `${err.name}: ` : "";
     failure = new Failure("internal", `${name}${messageOf(err)}`);
   }
-  return { kind: failure.kind, message: failure.message, retryAfterMs: failure.retryAfterMs };
+  // componentize-qjs lowers a u32 through a saturating int32 conversion, so hand it the
+  // same 32 bits as an int32 (`| 0`): 4294967295 crosses as -1, which lowers to 0xffffffff.
+  const retryAfterMs = failure.retryAfterMs == null ? null : failure.retryAfterMs | 0;
+  return { kind: failure.kind, message: failure.message, retryAfterMs };
 }
 
 // ---- what the sandbox lacks --------------------------------------------------------

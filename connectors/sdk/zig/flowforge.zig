@@ -113,6 +113,11 @@ pub const Response = struct {
     headers: []const Header,
     body: []const u8,
 
+    /// True for a 2xx status only, as in every FlowForge SDK.
+    pub fn ok(self: Response) bool {
+        return self.status >= 200 and self.status < 300;
+    }
+
     /// The first header of that name (case-insensitive).
     pub fn header(self: Response, name: []const u8) ?[]const u8 {
         for (self.headers) |h| {
@@ -231,9 +236,9 @@ pub const Context = struct {
         };
     }
 
-    /// The shared retryability convention: 429 -> rate-limited (retry-after from a
-    /// Retry-After header in seconds), 5xx -> unavailable, 401/403 -> unauthorized,
-    /// 404 -> not-found, other 4xx -> invalid-input. Below 400 passes.
+    /// The shared retryability convention: 429 -> rate-limited, 5xx -> unavailable,
+    /// 401/403 -> unauthorized, 404 -> not-found, other 4xx -> invalid-input; a 429 or 503
+    /// carries its Retry-After as retry-after-ms (see `retryAfterMs`). Below 400 passes.
     pub fn checkStatus(ctx: *Context, response: Response) Error!void {
         const status = response.status;
         if (status < 400) return;
@@ -244,7 +249,11 @@ pub const Context = struct {
             400, 402, 405...428, 430...499 => .invalid_input,
             else => .unavailable,
         };
-        const retry_after = if (kind == .rate_limited) retryAfterMs(response.header("retry-after")) else null;
+        // RFC 9110 defines Retry-After for 503 and RFC 6585 for 429; elsewhere it is ignored.
+        const retry_after = if (status == 429 or status == 503)
+            retryAfterMs(response.header("retry-after"), response.header("date"))
+        else
+            null;
         return ctx.failRetry(kind, retry_after, "{s} answered HTTP {d}: {s}", .{ response.url, status, preview(response.body) });
     }
 
@@ -289,11 +298,82 @@ fn describeParseError(e: anyerror) []const u8 {
     };
 }
 
-fn retryAfterMs(header: ?[]const u8) ?u32 {
-    // Only the delta-seconds form; an HTTP date would need a clock the guest lacks.
-    const text = std.mem.trim(u8, header orelse return null, " \t");
-    const seconds = std.fmt.parseInt(u32, text, 10) catch return null;
-    return std.math.mul(u32, seconds, 1000) catch std.math.maxInt(u32);
+/// Milliseconds from a Retry-After value: delta-seconds (digits only), or an HTTP-date
+/// (IMF-fixdate, `Wed, 21 Oct 2015 07:28:00 GMT`) measured against `date`, the response's
+/// Date header, since the guest has no clock; without a readable `date` a date gives no
+/// hint. A date at or before `date` is 0; anything beyond a u32 is clamped to it.
+pub fn retryAfterMs(retry_after: ?[]const u8, date: ?[]const u8) ?u32 {
+    const text = std.mem.trim(u8, retry_after orelse return null, ows);
+    if (text.len > 0 and allDigits(text)) {
+        const seconds = std.fmt.parseInt(u64, text, 10) catch return std.math.maxInt(u32);
+        return clampU32(@as(i128, seconds) * 1000);
+    }
+    const retry_at = httpDateSeconds(text) orelse return null;
+    const sent_at = httpDateSeconds(date orelse return null) orelse return null;
+    return clampU32(@as(i128, retry_at - sent_at) * 1000);
+}
+
+// Optional whitespace around a header value (RFC 9110 OWS) is spaces and tabs only.
+const ows = " \t";
+const day_names = [_][]const u8{ "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" };
+const month_names = [_][]const u8{ "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+fn clampU32(value: i128) u32 {
+    return @intCast(std.math.clamp(value, 0, std.math.maxInt(u32)));
+}
+
+fn allDigits(text: []const u8) bool {
+    for (text) |c| if (!std.ascii.isDigit(c)) return false;
+    return true;
+}
+
+fn number(text: []const u8, low: i64, high: i64) ?i64 {
+    if (!allDigits(text)) return null;
+    const value = std.fmt.parseInt(i64, text, 10) catch return null;
+    return if (value >= low and value <= high) value else null;
+}
+
+fn indexOf(names: []const []const u8, name: []const u8) ?usize {
+    for (names, 0..) |candidate, i| if (std.mem.eql(u8, candidate, name)) return i;
+    return null;
+}
+
+fn daysInMonth(year: i64, month: i64) i64 {
+    if (month == 2) {
+        const leap = @mod(year, 4) == 0 and (@mod(year, 100) != 0 or @mod(year, 400) == 0);
+        return if (leap) 29 else 28;
+    }
+    return switch (month) {
+        4, 6, 9, 11 => 30,
+        else => 31,
+    };
+}
+
+// Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm),
+// spelled the same way in all four SDKs so that they agree to the second.
+fn daysFromCivil(year: i64, month: i64, day: i64) i64 {
+    const y = if (month <= 2) year - 1 else year;
+    const era = @divFloor(y, 400);
+    const year_of_era = y - era * 400;
+    const day_of_year = @divFloor(153 * (if (month > 2) month - 3 else month + 9) + 2, 5) + day - 1;
+    const day_of_era = year_of_era * 365 + @divFloor(year_of_era, 4) - @divFloor(year_of_era, 100) + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+/// Seconds since the epoch for an IMF-fixdate (`Wed, 21 Oct 2015 07:28:00 GMT`, the
+/// HTTP-date form servers send, RFC 9110 5.6.7); null for anything else.
+pub fn httpDateSeconds(value: []const u8) ?i64 {
+    const text = std.mem.trim(u8, value, ows);
+    if (text.len != 29 or !std.mem.eql(u8, text[3..5], ", ") or !std.mem.eql(u8, text[25..], " GMT")) return null;
+    if (text[7] != ' ' or text[11] != ' ' or text[16] != ' ' or text[19] != ':' or text[22] != ':') return null;
+    _ = indexOf(&day_names, text[0..3]) orelse return null;
+    const month: i64 = @intCast((indexOf(&month_names, text[8..11]) orelse return null) + 1);
+    const year = number(text[12..16], 0, 9999) orelse return null;
+    const hour = number(text[17..19], 0, 23) orelse return null;
+    const minute = number(text[20..22], 0, 59) orelse return null;
+    const second = number(text[23..25], 0, 60) orelse return null; // 60: a leap second
+    const day = number(text[5..7], 1, daysInMonth(year, month)) orelse return null;
+    return daysFromCivil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
 }
 
 fn preview(body: []const u8) []const u8 {

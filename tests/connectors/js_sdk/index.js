@@ -34,7 +34,13 @@ const actions = {
     const bytes = encodeUtf8(input.text);
     return { bytes: Array.from(bytes), back: decodeUtf8(bytes), lossy: decodeUtf8(new Uint8Array([0x61, 0xff, 0x62, 0xe2, 0x82])) };
   },
-  retryAfter: (_config, input) => input.values.map((v) => retryAfterMs(v)),
+  retryAfter: (_config, input) => input.values.map(([value, date]) => retryAfterMs(value, date)),
+  // The status convention probe shared by the four SDKs' tests (test_status_convention.py).
+  status: (_config, input) => {
+    const res = fetch(input.url, { timeoutMs: 2000 });
+    if (input.check) raiseForStatus(res);
+    return { status: res.status, ok: res.ok };
+  },
   fetch: (_config, input) => {
     const res = fetch(input.url, input.options ?? {});
     if (input.raise) raiseForStatus(res);

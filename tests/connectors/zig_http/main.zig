@@ -11,8 +11,27 @@ const Output = struct {
     body: std.json.Value,
 };
 
-pub fn handle(ctx: *flowforge.Context, config: std.json.Value, input: std.json.Value) !Output {
-    _ = config;
+/// The status convention probe shared by the four SDKs' tests (test_status_convention.py),
+/// chosen by the config `{"action": "status"}`.
+const StatusInput = struct { url: []const u8, check: bool = false };
+const StatusOutput = struct { status: u16, ok: bool };
+
+fn status(ctx: *flowforge.Context, input: std.json.Value) !StatusOutput {
+    const in = try ctx.parseInput(StatusInput, input);
+    const response = try ctx.fetch(.{ .url = in.url, .timeout_ms = 2000 });
+    if (in.check) try ctx.checkStatus(response);
+    return .{ .status = response.status, .ok = response.ok() };
+}
+
+pub fn handle(ctx: *flowforge.Context, config: std.json.Value, input: std.json.Value) !flowforge.Json {
+    const action = if (config == .object) config.object.get("action") else null;
+    if (action != null and action.? == .string and std.mem.eql(u8, action.?.string, "status")) {
+        return ctx.json(try status(ctx, input));
+    }
+    return ctx.json(try request(ctx, input));
+}
+
+fn request(ctx: *flowforge.Context, input: std.json.Value) !Output {
     const in = try ctx.parseInput(Input, input);
     const token = try ctx.secret("token");
     const auth = try std.fmt.allocPrint(ctx.allocator, "Bearer {s}", .{token});

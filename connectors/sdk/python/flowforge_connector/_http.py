@@ -29,7 +29,8 @@ class Response:
 
     @property
     def ok(self) -> bool:
-        return self.status < 400
+        """True for a 2xx status only, as in every FlowForge SDK."""
+        return 200 <= self.status < 300
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first header called `name` (case-insensitive)."""
@@ -72,8 +73,9 @@ class Response:
     def raise_for_status(self, context: str = "") -> Response:
         """Raise the conventional Failure for a 4xx/5xx status; return self otherwise.
 
-        429 -> rate-limited (with Retry-After), 5xx -> unavailable, 401/403 ->
-        unauthorized, 404 -> not-found, other 4xx -> invalid-input.
+        429 -> rate-limited, 5xx -> unavailable, 401/403 -> unauthorized, 404 ->
+        not-found, other 4xx -> invalid-input; a 429 or 503 carries its Retry-After
+        (delta-seconds, or an HTTP-date measured against the Date header) as retry-after-ms.
         """
         snippet = " ".join(self.text.split())[:_ERROR_BODY_CHARS]
         prefix = f"{context}: " if context else ""

@@ -43,6 +43,22 @@ static ff_result do_fetch(ff_ctx *ctx, const ff_json *config, const ff_json *inp
     return ff_ok(out);
 }
 
+/* The status convention probe shared by the four SDKs' tests (test_status_convention.py). */
+static ff_result do_status(ff_ctx *ctx, const ff_json *input) {
+    const ff_response *response = ff_fetch(ctx, &(ff_request){
+        .url = ff_json_str(ff_json_get(input, "url"), ""),
+        .timeout_ms = 2000,
+    });
+    if (response == NULL) return ff_failed(ctx);
+    if (ff_json_bool(ff_json_get(input, "check"), false) && !ff_raise_for_status(ctx, response)) {
+        return ff_failed(ctx);
+    }
+    ff_json *out = ff_json_object(ctx->arena);
+    ff_json_set_number(out, "status", response->status);
+    ff_json_set_bool(out, "ok", ff_response_ok(response));
+    return ff_ok(out);
+}
+
 ff_result handle(ff_ctx *ctx, const ff_json *config, const ff_json *input) {
     const char *action = ff_json_str(ff_json_get(config, "action"), "echo");
     if (strcmp(action, "echo") == 0) return ff_ok(input);
@@ -54,6 +70,7 @@ ff_result handle(ff_ctx *ctx, const ff_json *config, const ff_json *input) {
         return ff_ok(out);
     }
     if (strcmp(action, "fetch") == 0) return do_fetch(ctx, config, input);
+    if (strcmp(action, "status") == 0) return do_status(ctx, input);
     if (strcmp(action, "log") == 0) {
         ff_log_debug(ctx, "debug %d", 1);
         ff_log_info(ctx, "info %s", ff_json_str(ff_json_get(input, "message"), ""));
