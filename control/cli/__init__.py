@@ -5,7 +5,9 @@ import click
 from .connector import connector
 from .keys import keys
 from .marketplace import marketplace
+from .run import run
 from .secret import secret
+from .status import status
 from .trust import trust
 from .worker import worker
 from .workflow import workflow
@@ -25,7 +27,9 @@ def main() -> None:
 main.add_command(connector)
 main.add_command(keys)
 main.add_command(marketplace)
+main.add_command(run)
 main.add_command(secret)
+main.add_command(status)
 main.add_command(trust)
 main.add_command(worker)
 main.add_command(workflow)
