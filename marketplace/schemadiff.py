@@ -47,12 +47,13 @@ def _types(schema: Any) -> frozenset[str]:
         values = schema.get("enum", [schema["const"]] if "const" in schema else None)
         if not isinstance(values, list):
             return _ALL_TYPES
-        found = {_json_type(v) for v in values}
+        found = {json_type(v) for v in values}
     # An integer is a number, so a number schema admits every integer.
     return frozenset(found | ({"integer"} if "number" in found else set()))
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a parsed JSON value (`true` is boolean, not integer)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

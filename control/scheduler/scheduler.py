@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from flowforge.control.secrets import SecretError, SecretStore
 from flowforge.control.storage import (
@@ -51,6 +51,7 @@ from flowforge.runtime.bus import (
     Bus,
     BusError,
     DeadLetter,
+    Delivery,
     ResultMessage,
     RunEvent,
     Subscription,
@@ -85,6 +86,7 @@ RUN_END_KEY: Final = "run/end"
 RUN_DEADLINE_KEY: Final = "run-deadline"
 _POLL_S: Final = 1.0
 _MAX_RELOADS: Final = 3
+_M = TypeVar("_M", ResultMessage, DeadLetter)
 
 Listener = Callable[[ActiveRun, Sequence[Event]], None]
 
@@ -401,32 +403,25 @@ class Scheduler:
     # --- loops ------------------------------------------------------------------------
 
     async def _results_loop(self, subscription: Subscription[ResultMessage]) -> None:
-        try:
-            while True:
-                try:
-                    delivery = await subscription.next(_POLL_S)
-                except BusError as exc:
-                    log.warning("could not take a result: %s", exc)
-                    await asyncio.sleep(_POLL_S)
-                    continue
-                if delivery is None:
-                    continue
-                run = self._runs.get(delivery.message.run_id)
-                if run is None:
-                    # A finished run's late or duplicate result: nothing left to apply.
-                    await _quietly(delivery.ack())
-                    continue
-                self._post(run, ResultItem(delivery.message, delivery))
-        finally:
-            await subscription.close()
+        await self._consume(subscription, "result", ResultItem)
 
     async def _dead_loop(self, subscription: Subscription[DeadLetter]) -> None:
+        await self._consume(subscription, "dead letter", DeadItem)
+
+    async def _consume(
+        self,
+        subscription: Subscription[_M],
+        what: str,
+        item: Callable[[_M, Delivery[_M]], ResultItem | DeadItem],
+    ) -> None:
+        """Hand each message to its run's inbox; a finished run's late or duplicate
+        message has nothing left to apply and is acked."""
         try:
             while True:
                 try:
                     delivery = await subscription.next(_POLL_S)
                 except BusError as exc:
-                    log.warning("could not take a dead letter: %s", exc)
+                    log.warning("could not take a %s: %s", what, exc)
                     await asyncio.sleep(_POLL_S)
                     continue
                 if delivery is None:
@@ -435,7 +430,7 @@ class Scheduler:
                 if run is None:
                     await _quietly(delivery.ack())
                     continue
-                self._post(run, DeadItem(delivery.message, delivery))
+                self._post(run, item(delivery.message, delivery))
         finally:
             await subscription.close()
 

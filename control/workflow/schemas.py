@@ -7,26 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from flowforge.marketplace.schemadiff import json_type
+
 from .errors import PathPart, format_path
 
 Schema = Mapping[str, Any]
 _NUMERIC = frozenset({"integer", "number"})
-
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def types(schema: Schema | None) -> frozenset[str] | None:
