@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import click
 
-from flowforge.control.scheduler import ActiveRun, RunInputInvalid, SchedulerError
+from flowforge.control.scheduler import ActiveRun, RunInputInvalid
 from flowforge.control.scheduler.embedded import EmbeddedEngine
 from flowforge.control.scheduler.offline import record_approval, record_cancel
 from flowforge.control.storage import (
@@ -28,13 +28,13 @@ from flowforge.control.storage import (
     RunState,
     Storage,
     StorageError,
-    database_url,
 )
 from flowforge.control.workflow import WorkflowInvalid, WorkflowVersion
 from flowforge.control.workspace import workspace_dir
 from flowforge.marketplace.db import DatabaseError
 
 from .options import fail, workspace_option
+from .workspace_db import with_storage
 
 T = TypeVar("T")
 EXIT_OK: Final = 0
@@ -300,22 +300,6 @@ def _summary(run_id: str, state: RunState, dev: bool) -> None:
 # --- decisions against the workspace's database --------------------------------------------
 
 
-def _with_storage(
-    workspace: Path | None, database: str | None, job: Callable[[Storage], Awaitable[T]]
-) -> T:
-    async def go() -> T:
-        storage = await Storage.open(database_url(workspace_dir(workspace), database))
-        try:
-            return await job(storage)
-        finally:
-            await storage.close()
-
-    try:
-        return asyncio.run(go())
-    except (SchedulerError, StorageError, DatabaseError) as exc:
-        fail(str(exc), code=EXIT_FAILED)
-
-
 def _decide(
     run_id: str,
     step: str,
@@ -330,7 +314,7 @@ def _decide(
     async def job(storage: Storage) -> RunState:
         return await record_approval(storage, run_id, step, approved, by=who, comment=comment)
 
-    state = _with_storage(workspace, database, job)
+    state = with_storage(workspace, database, job)
     verb = "approved" if approved else "rejected"
     click.echo(f"{verb} step {step} of run {run_id} (run now {state.status})")
     if approved:
@@ -399,7 +383,7 @@ def cancel(run_id: str, reason: str, database: str | None, workspace: Path | Non
     async def job(storage: Storage) -> RunState:
         return await record_cancel(storage, run_id, reason)
 
-    state = _with_storage(workspace, database, job)
+    state = with_storage(workspace, database, job)
     click.echo(f"run {run_id} {state.status}")
 
 

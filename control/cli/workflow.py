@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import click
 
-from flowforge.control.scheduler import CatalogError, DevConnectors, PackageFolders
+from flowforge.control.scheduler import DevConnectors, PackageFolders
 from flowforge.control.scheduler.catalog import version_from_canonical
 from flowforge.control.scheduler.embedded import DEV_PACKAGES_DIR
-from flowforge.control.storage import Storage, StorageError, StoredVersion, database_url
+from flowforge.control.storage import Storage, StorageError, StoredVersion
 from flowforge.control.workflow import (
     Resolver,
     WorkflowInvalid,
@@ -24,12 +22,12 @@ from flowforge.control.workflow import (
 )
 from flowforge.control.workflow.spec import REGENERATE, workflow_schema_text
 from flowforge.control.workspace import trust_store_path, workspace_dir
-from flowforge.marketplace.db import DatabaseError
 from flowforge.marketplace.install import PACKAGES_DIR
 from flowforge.runtime.trust import TrustStore
 
-from .options import fail, workspace_option
+from .options import workspace_option
 from .schemadoc import schema_command
+from .workspace_db import with_storage
 
 T = TypeVar("T")
 
@@ -46,22 +44,6 @@ def workflow() -> None:
 
 
 workflow.add_command(schema_command(workflow_schema_text, "a workflow file", REGENERATE))
-
-
-def _with_storage(
-    workspace: Path | None, database: str | None, job: Callable[[Storage], Awaitable[T]]
-) -> T:
-    async def go() -> T:
-        storage = await Storage.open(database_url(workspace_dir(workspace), database))
-        try:
-            return await job(storage)
-        finally:
-            await storage.close()
-
-    try:
-        return asyncio.run(go())
-    except (StorageError, DatabaseError, CatalogError) as exc:
-        fail(str(exc), code=1)
 
 
 def _progress(message: str) -> None:
@@ -103,7 +85,7 @@ def submit(
         _stored, new = await storage.versions.put(version.name, version.version, version.canonical)
         return new
 
-    new = _with_storage(workspace, database, job)
+    new = with_storage(workspace, database, job)
     state = "stored" if new else "already stored"
     click.echo(f"{version.name}@{version.short} {state} (version {version.version})")
     for step in version.steps.values():
@@ -123,7 +105,7 @@ def list_command(database: str | None, workspace: Path | None) -> None:
             (name, await storage.versions.history(name)) for name in await storage.versions.names()
         ]
 
-    found = _with_storage(workspace, database, job)
+    found = with_storage(workspace, database, job)
     if not found:
         click.echo("(no workflows; flowforge workflow submit FILE)")
         return
@@ -159,7 +141,7 @@ def show(ref: str, database: str | None, workspace: Path | None) -> None:
     async def job(storage: Storage) -> StoredVersion:
         return await _find(storage, name, prefix or None)
 
-    found = _with_storage(workspace, database, job)
+    found = with_storage(workspace, database, job)
     click.echo(f"# {found.name}@{found.version}")
     click.echo(json.dumps(json.loads(found.canonical), indent=2, ensure_ascii=False))
 
@@ -183,6 +165,6 @@ def diff_command(name: str, v1: str, v2: str, database: str | None, workspace: P
             version_from_canonical(b.canonical, packages),
         )
 
-    lines = _with_storage(workspace, database, job)
+    lines = with_storage(workspace, database, job)
     for line in lines or ["(the same version)"]:
         click.echo(line)
