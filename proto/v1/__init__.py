@@ -1,0 +1,1 @@
+"""Generated gRPC code for flowforge.v1 (.ci/protos)."""
