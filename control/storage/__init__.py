@@ -11,6 +11,8 @@ encrypted secrets' table. SQLite by default, PostgreSQL through asyncpg.
 
 from __future__ import annotations
 
+from .artefacts import ArtefactStore
+from .audit import AuditLog, AuditRecord, VerifyReport
 from .database import Database
 from .db import CONTROL_SCHEMA, DATABASE_ENV, database_url, default_url, open_engine
 from .errors import (
@@ -23,6 +25,8 @@ from .errors import (
     VersionMismatch,
 )
 from .events import EventStore
+from .logs import LogRecord, LogStore, NewLogLine
+from .projects import ProjectStore
 from .records import (
     UNFINISHED,
     Appended,
@@ -37,6 +41,7 @@ from .records import (
     TimerKind,
 )
 from .state import RunState, StepState, StepStatus
+from .tokens import TokenStore
 from .versions import VersionStore
 
 
@@ -47,6 +52,9 @@ class Storage:
         self.db = db
         self.events = EventStore(db)
         self.versions = VersionStore(db)
+        self.tokens, self.projects = TokenStore(db), ProjectStore(db)
+        self.logs = LogStore(db)
+        self.audit, self.artefacts = AuditLog(db), ArtefactStore(db)
 
     @classmethod
     async def open(cls, url: str) -> Storage:
@@ -67,13 +75,20 @@ __all__ = [
     "DATABASE_ENV",
     "UNFINISHED",
     "Appended",
+    "ArtefactStore",
+    "AuditLog",
+    "AuditRecord",
     "ConcurrencyConflict",
     "Database",
     "DuplicateRun",
     "Event",
     "EventStore",
     "EventType",
+    "LogRecord",
+    "LogStore",
     "NewEvent",
+    "NewLogLine",
+    "ProjectStore",
     "RunFinished",
     "RunPage",
     "RunRecord",
@@ -86,8 +101,10 @@ __all__ = [
     "StoredVersion",
     "Timer",
     "TimerKind",
+    "TokenStore",
     "UnknownRun",
     "UnknownVersion",
+    "VerifyReport",
     "VersionMismatch",
     "VersionStore",
     "database_url",

@@ -1,7 +1,8 @@
 """The run event log: append-only, one sequence per run, optimistic concurrency, and
 idempotency keys so a redelivered result is applied once.
 
-An append is one transaction: drop the events whose idempotency key the run already holds,
+An append is one transaction (or a share of one: `append_many` writes several runs'
+appends with one commit): drop the events whose idempotency key the run already holds,
 compare-and-set the run's `last_seq` (a stale `expected_seq` is a `ConcurrencyConflict`),
 insert the events, refresh the run's cached status, and set or clear the run's timers.
 The statements of the hot path are built once, with bind parameters, so each append only
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -24,7 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from flowforge.runtime.canonical import canonical_json
 
 from .database import Database
-from .errors import ConcurrencyConflict, DuplicateRun, RunFinished, UnknownRun
+from .errors import ConcurrencyConflict, DuplicateRun, RunFinished, StorageError, UnknownRun
 from .models import EVENTS, RUNS, TIMERS
 from .records import (
     UNFINISHED,
@@ -74,6 +76,35 @@ _READ: Final = (
     .order_by(EVENTS.c.seq)
 )
 _LAST_SEQ: Final = select(RUNS.c.last_seq).where(RUNS.c.id == bindparam("run"))
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One run's append (or, with `new_run`, its creation) for `EventStore.append_many`."""
+
+    run_id: str
+    expected_seq: int
+    events: Sequence[NewEvent]
+    set_timers: Sequence[Timer] = ()
+    clear_timers: Collection[str] = ()
+    new_run: dict[str, Any] | None = None  # the run's row, from `new_run_row`
+
+
+def new_run_row(
+    run_id: str, *, workflow: str, version: str, project: str, input: Any
+) -> dict[str, Any]:
+    """The runs-table row of a run about to be created."""
+    return {
+        "id": run_id,
+        "workflow": workflow,
+        "version": version,
+        "project": project,
+        "input": _json(input),
+        "finished_at": None,
+        "status": RunStatus.PENDING.value,
+        "last_seq": 0,
+        "waiting_approval": "[]",
+    }
 
 
 def _json(value: Any) -> str:
@@ -193,6 +224,30 @@ def _append(
     return Appended(last_seq, tuple(stored), duplicates)
 
 
+def _append_many(
+    conn: Connection, requests: Sequence[AppendRequest]
+) -> list[Appended | StorageError]:
+    """Each request as `_append` does it; a conflict is returned in its place. `_append`
+    raises those before it writes anything, so the others still commit."""
+    outcomes: list[Appended | StorageError] = []
+    for r in requests:
+        try:
+            outcomes.append(
+                _append(
+                    conn,
+                    r.run_id,
+                    r.expected_seq,
+                    r.events,
+                    r.set_timers,
+                    r.clear_timers,
+                    r.new_run,
+                )
+            )
+        except (ConcurrencyConflict, RunFinished, UnknownRun) as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
 def _write_timers(
     conn: Connection,
     run_id: str,
@@ -274,23 +329,52 @@ class EventStore:
         timers: Sequence[Timer] = (),
     ) -> Appended:
         """Record a new run, and its first events and timers in the same transaction."""
-        row = {
-            "id": run_id,
-            "workflow": workflow,
-            "version": version,
-            "project": project,
-            "input": _json(input),
-            "finished_at": None,
-            "status": RunStatus.PENDING.value,
-            "last_seq": 0,
-            "waiting_approval": "[]",
-        }
+        row = new_run_row(run_id, workflow=workflow, version=version, project=project, input=input)
+        return await self._one(AppendRequest(run_id, 0, events, timers, (), row))
+
+    async def _one(self, request: AppendRequest) -> Appended:
+        """One request in a transaction of its own."""
+        r = request
         try:
-            return await self.db.transaction(_append, run_id, 0, events, timers, (), row)
+            return await self.db.transaction(
+                _append, r.run_id, r.expected_seq, r.events, r.set_timers, r.clear_timers, r.new_run
+            )
         except IntegrityError as exc:
-            if await self.db.transaction(_last_seq, run_id) is not None:
-                raise DuplicateRun(run_id) from exc
-            raise
+            actual = await self.db.transaction(_last_seq, r.run_id)
+            if r.new_run is not None:
+                if actual is not None:
+                    raise DuplicateRun(r.run_id) from exc
+                raise
+            # Another writer stored the same seq or idempotency key between our check and
+            # our insert: the same situation as a stale expected_seq.
+            raise ConcurrencyConflict(r.run_id, r.expected_seq, actual) from exc
+
+    async def append_many(self, requests: Sequence[AppendRequest]) -> list[Appended | Exception]:
+        """Several runs' appends (and creations) in one transaction: one commit, where
+        the round trips of a commit (and its flush to disk) cost more than the writes.
+
+        Each is checked as `append` (or `create_run`) checks it; one that conflicts (a
+        ConcurrencyConflict, RunFinished, UnknownRun, DuplicateRun, or the IntegrityError
+        of a broken constraint) is returned in its place and the others are written.
+        Runs are locked in id order, so two processes writing groups cannot deadlock.
+        """
+        ordered = sorted(range(len(requests)), key=lambda i: requests[i].run_id)
+        try:
+            done = await self.db.transaction(_append_many, [requests[i] for i in ordered])
+        except IntegrityError:
+            # One of them broke a constraint (a duplicate run, another writer's race) and
+            # the whole transaction rolled back: one transaction each, so only it fails.
+            outcomes: list[Appended | Exception] = []
+            for request in requests:
+                try:
+                    outcomes.append(await self._one(request))
+                except (StorageError, IntegrityError) as exc:
+                    outcomes.append(exc)
+            return outcomes
+        result: list[Appended | Exception] = [Appended(0, (), ())] * len(requests)
+        for position, index in enumerate(ordered):
+            result[index] = done[position]
+        return result
 
     async def append(
         self,
@@ -310,15 +394,9 @@ class EventStore:
         new events for a finished run raise RunFinished. A run-succeeded/failed/cancelled
         event also clears all the run's timers.
         """
-        try:
-            return await self.db.transaction(
-                _append, run_id, expected_seq, events, set_timers, clear_timers, None
-            )
-        except IntegrityError as exc:
-            # Another writer stored the same seq or idempotency key between our check and
-            # our insert: the same situation as a stale expected_seq.
-            actual = await self.db.transaction(_last_seq, run_id)
-            raise ConcurrencyConflict(run_id, expected_seq, actual) from exc
+        return await self._one(
+            AppendRequest(run_id, expected_seq, events, set_timers, clear_timers)
+        )
 
     async def read(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         """The run's events after `after_seq`, in order (none for an unknown run)."""
