@@ -10,6 +10,7 @@ overhead per step: (run wall time - the sandbox time its steps reported) / steps
 
     python -m bench.workflows [--mode embedded|distributed|both] [--rounds N]
                               [--nats URL] [--pg URL] [--output table|json]
+    python -m bench.workflows --tracing [--rounds N]   # the cost of tracing per step
 
 Distributed: the scheduler on PostgreSQL (a temporary database on 127.0.0.1:5432 unless
 --pg is given) and NATS JetStream (a stream prefix of its own, deleted afterwards), a
@@ -28,12 +29,20 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bench.bus import signed_echo
 from flowforge.control.scheduler import PackageFolders, Scheduler, VersionCatalog
@@ -46,10 +55,11 @@ from flowforge.control.workflow import (
     load_spec_text,
     validate,
 )
-from flowforge.runtime import Sandbox
+from flowforge.runtime import Sandbox, telemetry
 from flowforge.runtime.bus import BusError, BusSettings
 from flowforge.runtime.bus.nats import NatsBus
 from flowforge.runtime.package import read_package
+from flowforge.runtime.telemetry import RunTracing, execute_span
 from flowforge.runtime.worker import Worker
 
 NATS_URL = "nats://127.0.0.1:4222"
@@ -266,6 +276,114 @@ def _table(figures: list[Figures]) -> str:
     return "\n".join(lines)
 
 
+# --- tracing on/off (--tracing) ----------------------------------------------------------
+
+
+class _DroppingExporter(SpanExporter):
+    """Takes every batch and keeps nothing: the cost of making spans, not of shipping them."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _tracing_variants() -> list[tuple[str, TracerProvider | None]]:
+    memory = TracerProvider()
+    memory.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    batched = TracerProvider()
+    batched.add_span_processor(BatchSpanProcessor(_DroppingExporter()))
+    return [("off", None), ("in-memory exporter", memory), ("batch, dropping exporter", batched)]
+
+
+@dataclass
+class TracingFigures:
+    tracing: str
+    runs: int
+    median_ms: float
+    overhead_per_step_ms: float
+    cost_per_step_ms: float  # overhead/step minus that of tracing off
+    span_work_per_step_us: float  # the attempt and execute spans alone, no run around them
+
+
+def span_work_us(steps: int = 5000) -> float:
+    """Microseconds per step of the span work alone, with whatever provider is installed:
+    open the attempt span, the worker's execute span under it, close both."""
+    tracing = RunTracing()
+    tracing.start_run("bench", "chain20", {})
+    attributes = {"flowforge.workflow": "chain20", "flowforge.connector.name": "bench/echo"}
+    start = time.perf_counter()
+    for i in range(steps):
+        traceparent = tracing.start_attempt("bench", f"s{i % 20}", i + 1, attributes)
+        with execute_span(traceparent, "bench/echo", attributes):
+            pass
+        tracing.end_attempt("bench", f"s{i % 20}", i + 1, "ok", {"flowforge.fuel_used": 1})
+    elapsed = time.perf_counter() - start
+    tracing.end_run("bench", "succeeded")
+    return elapsed / steps * 1e6
+
+
+async def tracing_cost(rounds: int) -> list[TracingFigures]:
+    """chain20 embedded on one engine, the variants interleaved run by run (so a busy
+    machine's drift hits them all alike)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workspace = Path(tmp) / "workspace"
+        _trust, digest = signed_echo(workspace)
+        engine = await EmbeddedEngine.open(workspace, concurrency=4)
+        variants = _tracing_variants()
+        walls: dict[str, list[float]] = {name: [] for name, _ in variants}
+        overheads: dict[str, list[float]] = {name: [] for name, _ in variants}
+        try:
+            version = validate(load_spec_text(chain("chain20", 20)), _resolver(workspace, digest))
+            runner = Runner(engine.scheduler)
+            for i in range(10):  # warm-up: compile cache, statement caches
+                await runner.one(version, -i)
+            for i in range(rounds):
+                for name, provider in variants:
+                    telemetry.install(provider)
+                    wall, sandbox = await runner.one(version, i)
+                    telemetry.install(None)
+                    walls[name].append(wall)
+                    overheads[name].append((wall - sandbox) / len(version.steps))
+        finally:
+            await engine.close()
+    work: dict[str, float] = {}
+    for name, provider in variants:
+        telemetry.install(provider)
+        work[name] = span_work_us()
+        telemetry.install(None)
+        if provider is not None:
+            provider.shutdown()
+    off = statistics.median(overheads["off"])
+    return [
+        TracingFigures(
+            name,
+            rounds,
+            round(statistics.median(walls[name]), 3),
+            round(statistics.median(overheads[name]), 4),
+            round(statistics.median(overheads[name]) - off, 4),
+            round(work[name], 1),
+        )
+        for name, _ in variants
+    ]
+
+
+def _tracing_main(rounds: int, output: str) -> int:
+    found = asyncio.run(tracing_cost(rounds))
+    if output == "json":
+        print(json.dumps({"workflow": "chain20 embedded", "rows": [asdict(f) for f in found]}))
+        return 0
+    print(f"chain20 embedded, {rounds} runs per variant, interleaved")
+    print(
+        f"{'tracing':<26} {'median ms':>10} {'overhead/step ms':>17} {'cost/step ms':>13} "
+        f"{'span work/step us':>18}"
+    )
+    for f in found:
+        print(
+            f"{f.tracing:<26} {f.median_ms:>10.3f} {f.overhead_per_step_ms:>17.4f} "
+            f"{f.cost_per_step_ms:>13.4f} {f.span_work_per_step_us:>18.1f}"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["embedded", "distributed", "both"], default="both")
@@ -273,7 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nats", default=NATS_URL)
     parser.add_argument("--pg", default=None, help="PostgreSQL URL (default: a temporary db)")
     parser.add_argument("--output", choices=["table", "json"], default="table")
+    parser.add_argument(
+        "--tracing", action="store_true", help="only compare chain20 with tracing off and on"
+    )
     args = parser.parse_args(argv)
+    if args.tracing:
+        return _tracing_main(args.rounds, args.output)
     figures: list[Figures] = []
     skipped: list[str] = []
     if args.mode in ("embedded", "both"):

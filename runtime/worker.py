@@ -31,6 +31,8 @@ from .loader import LoadError
 from .outcome import SandboxStopped
 from .package import PACKAGE_SUFFIX, PackageError
 from .sandbox import Grants, LoadedPackage, Sandbox
+from .telemetry import spans
+from .telemetry.propagation import ids_of
 from .trust import TrustStore
 
 log = logging.getLogger("flowforge.worker")
@@ -153,7 +155,8 @@ class Worker:
     async def _handle(self, delivery: Delivery[TaskMessage]) -> None:
         task = delivery.message
         started = time.time()
-        log.info("started %s (delivery %d)", task.msg_id, delivery.deliveries)
+        fields = _log_fields(task)
+        log.info("started %s (delivery %d)", task.msg_id, delivery.deliveries, extra=fields)
         heartbeat = asyncio.create_task(self._heartbeat(delivery))
         try:
             outcome, unsigned = await self._execute(task)
@@ -185,7 +188,7 @@ class Worker:
                 await delivery.nak(_RESULT_RETRY_DELAY_S)
             return
         self.completed += 1
-        log.info("finished %s: %s", task.msg_id, _status(outcome))
+        log.info("finished %s: %s", task.msg_id, _status(outcome), extra=fields)
 
     async def _heartbeat(self, delivery: Delivery[TaskMessage]) -> None:
         while True:
@@ -226,9 +229,21 @@ class Worker:
             except Exception as exc:  # whatever the sealing reports, the step cannot run
                 return TaskRejected("secrets-unreadable", f"{type(exc).__name__}: {exc}"), False
         grants = Grants(secrets=secret_values, network=task.network)
-        outcome = await self.sandbox.run_async(
-            loaded.component, config=task.config, input=task.input, grants=grants, limits=limits
-        )
+        manifest = loaded.package.manifest
+        span_attributes: spans.Attributes = {
+            spans.RUN_ID: task.run_id,
+            spans.STEP: task.step_id,
+            spans.ATTEMPT: task.attempt,
+            spans.CONNECTOR_VERSION: str(manifest.version),
+            spans.CONNECTOR_DIGEST: task.package_digest,
+            spans.WORKER: self.worker_id,
+        }
+        # The span continues the scheduler's attempt span (the task's traceparent).
+        with spans.execute_span(task.traceparent, manifest.name, span_attributes) as span:
+            outcome = await self.sandbox.run_async(
+                loaded.component, config=task.config, input=task.input, grants=grants, limits=limits
+            )
+            spans.set_outcome(span, outcome)
         return outcome, loaded.package.unsigned_dev
 
     def _no_longer_trusted(self, loaded: LoadedPackage) -> str | None:
@@ -256,6 +271,19 @@ class Worker:
         # long as its key stays trusted (checked again for every task).
         self._loaded[digest] = loaded
         return loaded
+
+
+def _log_fields(task: TaskMessage) -> dict[str, object]:
+    """What ties the worker's lines about a task to its run, step and trace (the
+    scheduler's attempt span, named by the task's traceparent)."""
+    trace_id, span_id = ids_of(task.traceparent)
+    return {
+        "run_id": task.run_id,
+        "step": task.step_id,
+        "attempt": task.attempt,
+        "trace_id": trace_id,
+        "span_id": span_id,
+    }
 
 
 def _status(outcome: TaskOutcome) -> str:

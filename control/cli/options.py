@@ -32,12 +32,29 @@ def workspace_option(func: F) -> F:
 
 
 def output_option(func: F) -> F:
+    return output_formats("table", "json")(func)
+
+
+def output_formats(*formats: str) -> Callable[[F], F]:
+    """`--output` limited to the formats a command can print (see `output.py`)."""
     return click.option(
         "--output",
-        type=click.Choice(["table", "json"]),
+        type=click.Choice(list(formats)),
         default="table",
         show_default=True,
         help="How to print the result.",
+    )
+
+
+def log_format_option(func: F) -> F:
+    """`--log-format text|json` for the long-running commands (server, worker)."""
+    return click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Log lines on stderr: text, or JSON lines (ts, level, logger, msg, run_id, "
+        "step, attempt, trace_id, span_id).",
     )(func)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from pathlib import Path
 
@@ -11,14 +10,14 @@ import click
 
 from flowforge.control.workspace import config_dir, workspace_dir
 from flowforge.marketplace.install import PACKAGES_DIR
-from flowforge.runtime import sealing
+from flowforge.runtime import sealing, telemetry
 from flowforge.runtime.bus import BusError, BusSettings, MessageError
 from flowforge.runtime.bus.messages import check_token
 from flowforge.runtime.bus.nats import DEFAULT_PREFIX, NatsBus
 from flowforge.runtime.sandbox import Sandbox
 from flowforge.runtime.worker import DirectoryPackageSource, Unseal, Worker
 
-from .options import fail, open_trust_store, workspace_option
+from .options import fail, log_format_option, open_trust_store, workspace_option
 
 POOL_KEYS_DIR = "pools"
 
@@ -84,6 +83,7 @@ async def _serve(worker: Worker, bus: NatsBus) -> None:
     is_flag=True,
     help="Also run unsigned packages (development only; results say so).",
 )
+@log_format_option
 @workspace_option
 def worker(
     url: str,
@@ -94,6 +94,7 @@ def worker(
     max_deliver: int,
     pool_keys: Path | None,
     allow_unsigned_dev: bool,
+    log_format: telemetry.LogFormat,
     workspace: Path | None,
 ) -> None:
     """Run connector steps of POOL taken from NATS JetStream, until SIGTERM.
@@ -105,8 +106,13 @@ def worker(
     \b
     Example:
       flowforge worker --nats nats://127.0.0.1:4222 --pool default --concurrency 4
+      OTEL_TRACES_EXPORTER=otlp flowforge worker --nats nats://ff:4222 --log-format json
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    telemetry.setup_logging(log_format)
+    try:
+        telemetry.configure("flowforge-worker")
+    except telemetry.TelemetryConfigError as exc:
+        fail(str(exc))
     try:
         check_token("pool", pool)
         check_token("--prefix", prefix)

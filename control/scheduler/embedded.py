@@ -1,10 +1,14 @@
-"""The embedded mode: one process holds the whole platform.
+"""The engine in this process: the scheduler, its storage and bus, and (unless the
+workers run elsewhere) a worker per pool running steps in the sandbox.
 
-SQLite in the workspace (or `$FLOWFORGE_DATABASE`), the in-process bus, a worker per pool
-running steps in the sandbox, and the scheduler. Connectors come from the workspace
-(installed, signed packages, checked against its trust store) or, on the development
-path, from local connector folders built and packed unsigned (`dev_connectors`), which
-the worker then runs under the development flag and the run record says so.
+Embedded, the default: SQLite in the workspace (or `$FLOWFORGE_DATABASE`), the in-process
+bus and local workers. Distributed (`flowforge server --nats`): the same engine over a
+`NatsBus`, usually PostgreSQL, with local workers only when asked for.
+
+Connectors come from the workspace (installed, signed packages, checked against its trust
+store) or, on the development path, from local connector folders built and packed unsigned
+(`dev_connectors`), which the worker then runs under the development flag and the run
+record says so.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from flowforge.control.workflow import (
 from flowforge.control.workspace import config_dir, trust_store_path
 from flowforge.marketplace.install import PACKAGES_DIR
 from flowforge.runtime import sealing
-from flowforge.runtime.bus import BusSettings, InProcessBus
+from flowforge.runtime.bus import Bus, BusSettings, InProcessBus
 from flowforge.runtime.files import write_atomically
 from flowforge.runtime.sandbox import Sandbox
 from flowforge.runtime.trust import TrustStore
@@ -76,13 +80,18 @@ def _secret_store(storage: Storage) -> SecretStore | None:
 
 
 class EmbeddedEngine:
-    """Everything for running workflows in this process; `open`, use, then `close`."""
+    """Everything for running workflows in this process; `open`, use, then `close`.
+
+    `bus` defaults to the in-process bus; given one (NATS), run events are published on it
+    for other processes and `workers=False` leaves the steps to `flowforge worker`s."""
 
     def __init__(
         self,
         workspace: Path,
         storage: Storage,
         *,
+        bus: Bus | None = None,
+        workers: bool = True,
         dev_connectors: Path | None = None,
         concurrency: int = 4,
         bus_settings: BusSettings | None = None,
@@ -93,8 +102,9 @@ class EmbeddedEngine:
         self.storage = storage
         self.dev = dev_connectors is not None
         self.concurrency = concurrency
-        self.bus = InProcessBus(bus_settings)
-        self.sandbox = Sandbox(max_workers=concurrency)
+        self.bus: Bus = bus if bus is not None else InProcessBus(bus_settings)
+        self.sandbox = Sandbox(max_workers=concurrency) if workers else None
+        self.worker_prefix = "embedded" if bus is None else "server"
         self.trust = TrustStore(trust_store_path(workspace))
         folders = [workspace / PACKAGES_DIR]
         self.resolver: Resolver
@@ -114,8 +124,8 @@ class EmbeddedEngine:
             secrets=_secret_store(storage),
             pool_keys=pool_keys_dir(),
             breakers=self.breakers,
-            # One process: listeners see the events; the bus need not keep them too.
-            publish_events=False,
+            # In one process listeners see the events; the bus need not keep them too.
+            publish_events=bus is not None,
         )
         self._workers: dict[str, tuple[Worker, asyncio.Task[None]]] = {}
         self.closed = False
@@ -126,6 +136,8 @@ class EmbeddedEngine:
         workspace: Path,
         *,
         database: str | None = None,
+        bus: Bus | None = None,
+        workers: bool = True,
         dev_connectors: Path | None = None,
         concurrency: int = 4,
         bus_settings: BusSettings | None = None,
@@ -133,19 +145,31 @@ class EmbeddedEngine:
         progress: Callable[[str], None] | None = None,
         start: bool = True,
     ) -> EmbeddedEngine:
+        """Open the storage, make the engine (over `bus`, else the in-process bus) and,
+        with `start`, start it; the storage is closed again if that fails."""
         workspace.mkdir(parents=True, exist_ok=True)
         storage = await Storage.open(database_url(workspace, database))
-        engine = cls(
-            workspace,
-            storage,
-            dev_connectors=dev_connectors,
-            concurrency=concurrency,
-            bus_settings=bus_settings,
-            breaker_settings=breaker_settings,
-            progress=progress,
-        )
+        try:
+            engine = cls(
+                workspace,
+                storage,
+                bus=bus,
+                workers=workers,
+                dev_connectors=dev_connectors,
+                concurrency=concurrency,
+                bus_settings=bus_settings,
+                breaker_settings=breaker_settings,
+                progress=progress,
+            )
+        except BaseException:
+            await storage.close()
+            raise
         if start:
-            await engine.start()
+            try:
+                await engine.start()
+            except BaseException:
+                await engine.close()
+                raise
         return engine
 
     async def start(self) -> None:
@@ -158,8 +182,8 @@ class EmbeddedEngine:
         await self.scheduler.start()
 
     def ensure_pool(self, pool: str) -> None:
-        if pool in self._workers:
-            return
+        if pool in self._workers or self.sandbox is None:
+            return  # running, or the pools' workers run elsewhere (`flowforge worker`)
         keypair = sealing.pool_keypair(pool_keys_dir(), pool) if self._needs_keys() else None
 
         def unseal(sealed: str) -> dict[str, str]:
@@ -176,7 +200,7 @@ class EmbeddedEngine:
             trust=self.trust,
             unseal=unseal,
             allow_unsigned_dev=self.dev,
-            worker_id=f"embedded-{pool}",
+            worker_id=f"{self.worker_prefix}-{pool}",
         )
         self._workers[pool] = (worker, asyncio.create_task(worker.run()))
 
@@ -219,12 +243,15 @@ class EmbeddedEngine:
         await self.scheduler.stop()
         for worker, _task in self._workers.values():
             worker.drain()
-        await self.bus.close()
+        # Workers notice the drain within a poll and publish what they finish before the
+        # bus closes.
         for _worker, task in self._workers.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
         self._workers.clear()
-        self.sandbox.close()
+        await self.bus.close()
+        if self.sandbox is not None:
+            self.sandbox.close()
         await self.storage.close()
 
     async def __aenter__(self) -> EmbeddedEngine:

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from flowforge.control.storage import Event, EventType, NewEvent, RunState, StepStatus, Timer
+from flowforge.control.storage import (
+    Event,
+    EventType,
+    NewEvent,
+    NewLogLine,
+    RunState,
+    StepStatus,
+    Timer,
+)
 from flowforge.control.workflow import WorkflowVersion
 from flowforge.runtime.bus import DeadLetter, Delivery, ResultMessage
 
@@ -102,6 +110,7 @@ class Batch:
     acks: list[Delivery[Any]] = field(default_factory=list)
     futures: list[asyncio.Future[None]] = field(default_factory=list)
     external: list[Event] = field(default_factory=list)  # appended by another process
+    logs: list[NewLogLine] = field(default_factory=list)  # step log lines, after the events
     full_scan: bool = False
 
     def set_timer(self, timer: Timer) -> None:

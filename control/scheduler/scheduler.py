@@ -38,6 +38,7 @@ from flowforge.control.storage import (
     Timer,
     TimerKind,
 )
+from flowforge.control.storage.events import AppendRequest, new_run_row
 from flowforge.control.workflow import (
     ExpressionError,
     WorkflowVersion,
@@ -61,8 +62,11 @@ from flowforge.runtime.bus import (
 from flowforge.runtime.canonical import canonical_json
 from flowforge.runtime.outcome import ConnectorFailed, SandboxStopped, Success
 
+from .audit_hooks import capture_artefacts, record_secret_read
 from .breaker import BreakerBoard, BreakerKey, BreakerView, target_host
 from .catalog import CatalogError, VersionCatalog
+from .group_commit import GroupCommit
+from .observability import RunObserver
 from .runs import (
     DONE,
     ActiveRun,
@@ -85,6 +89,7 @@ TRANSIENT: Final = frozenset(DEFAULT_RETRY_ON)  # failures a circuit breaker cou
 RUN_END_KEY: Final = "run/end"
 RUN_DEADLINE_KEY: Final = "run-deadline"
 _POLL_S: Final = 1.0
+_RESEND_MAX_S: Final = 30.0
 _MAX_RELOADS: Final = 3
 _M = TypeVar("_M", ResultMessage, DeadLetter)
 
@@ -197,11 +202,14 @@ class Scheduler:
         self._queued: dict[str, deque[str]] = {}  # workflow -> runs waiting for a slot
         self._loops: list[asyncio.Task[None]] = []
         self._drains: set[asyncio.Task[None]] = set()
+        self._resends: set[asyncio.Task[None]] = set()  # tasks the bus refused, sent again
+        self._group = GroupCommit(storage.events)  # busy runs share their commits
         self._pool_public: dict[str, bytes] = {}
         self._config_json: dict[tuple[str, str], str] = {}
         self._events_out: asyncio.Queue[RunEvent] | None = None
         self._finished: dict[str, RunResult] = {}
         self._closing = False
+        self.observer = RunObserver(storage)  # traces, metrics and step logs
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -210,6 +218,7 @@ class Scheduler:
         results = await self.bus.results()
         dead = await self.bus.dead_letters()
         await self.resume()
+        self.observer.start(self, self._runs.values, self.breakers.views)
         self._loops.append(asyncio.create_task(self._results_loop(results)))
         self._loops.append(asyncio.create_task(self._dead_loop(dead)))
         self._loops.append(asyncio.create_task(self._watch_loop()))
@@ -219,14 +228,15 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._closing = True
+        self.observer.stop(self)
         for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _cancelled(task)
         self._loops.clear()
+        for task in self._resends:
+            task.cancel()
         if self._drains:
             await asyncio.gather(*self._drains, return_exceptions=True)
+        await self.storage.artefacts.flush()  # AUD: what capture still has queued
         for run in self._runs.values():
             for handle in run.timers.values():
                 handle.cancel()
@@ -271,6 +281,7 @@ class Scheduler:
         }
         if unsigned_dev:
             started["unsigned_dev"] = True
+        self.observer.run_started(run, started)
         run.emit(batch, EventType.RUN_STARTED, started)
         if version.timeout_s is not None:
             due = time.time() + version.timeout_s
@@ -280,15 +291,11 @@ class Scheduler:
         if self._admit(run):
             self._advance(run, batch, None)
         try:
-            await self.storage.events.create_run(
-                run_id,
-                workflow=version.name,
-                version=version.version,
-                project=project,
-                input=input,
-                events=batch.events,
-                timers=list(batch.set_timers.values()),
+            row = new_run_row(
+                run_id, workflow=version.name, version=version.version, project=project, input=input
             )
+            timers = list(batch.set_timers.values())
+            await self._group.append(AppendRequest(run_id, 0, batch.events, timers, (), row))
         except BaseException:
             self._forget(run)
             raise
@@ -359,6 +366,7 @@ class Scheduler:
                 state=state,
             )
             self._runs[run.id] = run
+            self.observer.run_resumed(run, started)
             if any(s.status is not StepStatus.PENDING for s in state.steps.values()):
                 run.admitted = True
                 self._active.setdefault(version.name, set()).add(run.id)
@@ -535,12 +543,9 @@ class Scheduler:
         if not batch.events and not batch.set_timers and not batch.clear_timers:
             return
         expected = run.state.last_seq - len(batch.events)
-        appended = await self.storage.events.append(
-            run.id,
-            expected,
-            batch.events,
-            set_timers=list(batch.set_timers.values()),
-            clear_timers=batch.clear_timers,
+        timers = list(batch.set_timers.values())
+        appended = await self._group.append(
+            AppendRequest(run.id, expected, batch.events, timers, batch.clear_timers)
         )
         if appended.duplicates:
             # Someone else recorded some of these already: our state is not the log's.
@@ -556,6 +561,7 @@ class Scheduler:
             self._arm(run, timer)
         if batch.dispatches:
             await self._publish_all(run, batch.dispatches)
+        await capture_artefacts(self.storage, self.secrets, run, batch)  # AUD: step artefacts
         for delivery in batch.acks:
             await _quietly(delivery.ack())
         for future in batch.futures:
@@ -563,6 +569,7 @@ class Scheduler:
                 future.set_result(None)
         if batch.events or batch.external:
             self._announce(run, batch)
+        await self.observer.flush(run, batch)
         if run.state.status.finished:
             self._finish(run)
 
@@ -623,6 +630,7 @@ class Scheduler:
             return  # a duplicate, or a result for an attempt already given up on
         self._disarm(run, _deadline_key(step_id))
         bkey = run.inflight.pop(step_id, None)
+        self.observer.result_applied(run, batch, result)
         outcome = result.outcome
         run.sandbox_ms += outcome.stats.wall_ms
         key = f"result/{step_id}/{attempt}"
@@ -676,6 +684,9 @@ class Scheduler:
             due = time.time() + delay_ms / 1000
             data = {"step": step_id, "attempt": attempt, "error": error, "retry_at": _iso(due)}
             run.emit(batch, EventType.STEP_RETRY_SCHEDULED, data, key)
+            why = f"{error['kind']}: {error['message']}"
+            line = f"attempt {attempt} failed ({why}); retry at {data['retry_at']}"
+            self.observer.step_line(batch, run, step_id, attempt, "warn", line)
             batch.set_timer(
                 Timer(
                     run.id,
@@ -702,6 +713,7 @@ class Scheduler:
         )
         tries = f" after {attempt} attempts" if attempt > 1 else ""
         reason = f"step {step_id} failed{tries}: {error['kind']}: {error['message']}"
+        self.observer.step_line(batch, run, step_id, attempt, "error", reason)
         run_error = {"step": step_id, "kind": error["kind"], "message": error["message"]}
         run.emit(batch, EventType.RUN_FAILED, {"error": run_error, "reason": reason}, RUN_END_KEY)
 
@@ -721,6 +733,7 @@ class Scheduler:
         message = (
             f"the task was dead-lettered after {letter.deliveries} deliveries: {letter.reason}"
         )
+        self.observer.attempt_lost(run, step_id, attempt, "dead-letter", message)
         self._fail_step(
             run,
             batch,
@@ -766,6 +779,7 @@ class Scheduler:
             run.inflight.pop(step_id, None)
             waited = timer.data.get("waited_s", 0)
             error = _error("timeout", f"no result within {waited:g} s of the dispatch")
+            self.observer.attempt_lost(run, step_id, attempt, "timeout", error["message"])
             self._failed_attempt(run, batch, step_id, attempt, error, f"result/{step_id}/{attempt}")
 
     def _on_decision(self, run: ActiveRun, batch: Batch, item: DecisionItem) -> None:
@@ -906,6 +920,8 @@ class Scheduler:
                 "retry_at": _iso(wait_until),
             }
             run.emit(batch, EventType.STEP_RETRY_SCHEDULED, data, None)
+            line = f"{message}: attempt {attempt} waits until {data['retry_at']}"
+            self.observer.step_line(batch, run, step_id, attempt, "warn", line)
             timer_data = {"step": step_id, "attempt": attempt}
             batch.set_timer(
                 Timer(run.id, _retry_key(step_id), TimerKind.RETRY, _dt(wait_until), timer_data)
@@ -942,6 +958,7 @@ class Scheduler:
         if self._runs.get(run.id) is not run:
             return
         self._forget(run)
+        self.observer.run_finished(run)
         result = RunResult(run.id, run.state, run.sandbox_ms)
         self._finished[run.id] = result
         if len(self._finished) > 10_000:  # a bounded memory of recent results for wait()
@@ -1006,7 +1023,8 @@ class Scheduler:
         if planned.grants.secrets:
             try:
                 sealed = await self._seal(run, planned.pool, dict(planned.grants.secrets))
-            except (SecretError, sealing.SealError) as exc:
+                await record_secret_read(self.storage, run, dispatch, planned.grants.secrets)  # AUD
+            except (SecretError, sealing.SealError, StorageError) as exc:
                 self._post(
                     run, ResultItem(_rejected(run.id, dispatch.step, dispatch.attempt, str(exc)))
                 )
@@ -1028,12 +1046,34 @@ class Scheduler:
             secrets=sealed,
             limits=planned.limits,
             deadline=run.deadline,
+            traceparent=self.observer.task_traceparent(run, dispatch.step, dispatch.attempt),
         )
         try:
             await self.bus.publish_task(task)
         except BusError as exc:
-            # The step stays dispatched; its deadline (or a resume) sends it again.
+            # The step stays dispatched and the task is sent again in the background (a
+            # step without a timeout has no deadline to notice a task that never left).
             log.warning("run %s: could not publish %s: %s", run.id, task.msg_id, exc)
+            resend = asyncio.create_task(self._resend(run, task))
+            self._resends.add(resend)
+            resend.add_done_callback(self._resends.discard)
+
+    async def _resend(self, run: ActiveRun, task: TaskMessage) -> None:
+        """Publish `task` again until the bus takes it (same id: a copy that did get
+        through is dropped), or its attempt is over (a result, a deadline, the run ended)."""
+        pause = _POLL_S
+        while (
+            self._runs.get(run.id) is run
+            and run.status(task.step_id) is StepStatus.DISPATCHED
+            and run.attempt(task.step_id) == task.attempt
+        ):
+            await asyncio.sleep(pause)
+            try:
+                await self.bus.publish_task(task)
+                return
+            except BusError as exc:
+                log.warning("run %s: could not publish %s again: %s", run.id, task.msg_id, exc)
+                pause = min(pause * 2, _RESEND_MAX_S)
 
     async def _publish_all(self, run: ActiveRun, dispatches: Sequence[Dispatch]) -> None:
         if len(dispatches) == 1:
@@ -1060,6 +1100,18 @@ class Scheduler:
 def raise_in(future: asyncio.Future[None], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it to end. Cancelled again until it does: on Python
+    3.11 an `asyncio.wait_for` (the NATS client's requests and pulls use it) whose inner
+    future completes as the cancel arrives swallows the cancel, and the loop would go on
+    (this is what hung `bench.workflows` at its end)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a scheduler loop had failed", exc_info=task.exception())
 
 
 async def _quietly(call: Any) -> None:

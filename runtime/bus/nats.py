@@ -13,6 +13,12 @@ Streams and consumers are created idempotently (an existing one is updated to th
 configured settings). `Nats-Msg-Id` is the message id, so a republished task or result
 within the duplicate window is dropped by the server; `traceparent` travels as a header.
 
+Losing the server: the client reconnects for ever. A publish that fails for a reason that
+passes (no reply in time, no JetStream responder while the server restarts) is sent again
+with the same message id until `publish_patience` seconds have gone, so the server keeps
+one copy; only then is it a BusError. A pull whose consumer the server no longer knows
+(its store was lost) re-creates the stream and the consumer and goes on.
+
 Dead letters: the task consumer lets the server deliver one more time than `max_deliver`;
 a subscriber that receives that extra delivery publishes a `DeadLetter` saying why and
 terminates the message (so the reason is ours, not a bare server advisory nobody may be
@@ -21,6 +27,7 @@ listening to). A task whose payload cannot be decoded is dead-lettered the same 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -49,9 +56,35 @@ DEFAULT_PREFIX = "ff"
 DEFAULT_EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
 _STREAM_CONFIG_CONFLICT = 10058  # "stream name already in use with a different configuration"
 _POLL_S = 5.0  # longest single pull request when waiting without a timeout
+DEFAULT_PUBLISH_PATIENCE_S = 30.0
+_PUBLISH_TIMEOUT_S = 2.0  # one attempt's wait for the server's acknowledgement
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 1.0
+_CONSUMER_NOT_FOUND = 10014
+# Failures that pass once the server is back: the publish is sent again (same id).
+_TRANSIENT_PUBLISH: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
 
 Decoder = Callable[[bytes], M]
 OnTerm = Callable[[Msg, int, str], Awaitable[None]]
+Recreate = Callable[[], Awaitable[None]]
+
+
+def _consumer_lost(exc: nats.errors.Error) -> bool:
+    """Whether a fetch failed because the server may no longer have the stream or
+    consumer: a pull on a consumer the server does not know is answered "no responders"
+    (503), as it is while JetStream is still starting, so both lead to a re-creation
+    (harmless when the consumer is there)."""
+    return isinstance(
+        exc, nats.js.errors.NotFoundError | nats.js.errors.ServiceUnavailableError
+    ) or (isinstance(exc, nats.js.errors.APIError) and exc.err_code == _CONSUMER_NOT_FOUND)
 
 
 def _headers(msg_id: str, traceparent: str | None) -> dict[str, str]:
@@ -121,12 +154,17 @@ class _NatsSubscription(Subscription[M]):
         limit: int | None = None,
         on_term: OnTerm | None = None,
         describe_limit: str = "",
+        recreate: Recreate | None = None,
+        reconnects: Callable[[], int] = lambda: 0,
     ) -> None:
         self._pull = pull
         self._decode = decode
         self._limit = limit
         self._on_term = on_term
         self._describe_limit = describe_limit
+        self._recreate = recreate
+        self._reconnects = reconnects
+        self._checked_at = reconnects()
         self._closed = False
 
     async def next(self, timeout: float | None = None) -> Delivery[M] | None:
@@ -138,8 +176,16 @@ class _NatsSubscription(Subscription[M]):
             try:
                 msgs = await self._pull.fetch(1, timeout=wait)
             except nats.errors.TimeoutError:
+                # A pull on a consumer the server does not have just times out: after a
+                # reconnect (a restarted server may have lost its store), make sure once.
+                if self._recreate is not None and self._reconnects() != self._checked_at:
+                    await self._recreate()
+                    self._checked_at = self._reconnects()
                 continue
             except nats.errors.Error as exc:
+                if self._recreate is not None and _consumer_lost(exc):
+                    await self._recreate()
+                    continue
                 raise BusError(f"could not fetch from the bus: {exc}") from exc
             delivery = await self._accept(msgs[0])
             if delivery is not None:
@@ -182,10 +228,12 @@ class NatsBus:
         settings: BusSettings | None = None,
         events_max_age: float = DEFAULT_EVENTS_MAX_AGE_S,
         owns_client: bool = False,
+        publish_patience: float = DEFAULT_PUBLISH_PATIENCE_S,
     ) -> None:
         self.prefix = check_token("bus prefix", prefix)
         self._settings = settings or BusSettings()
         self._events_max_age = events_max_age
+        self.publish_patience = publish_patience
         self._nc = client
         self._js = client.jetstream()
         self._owns_client = owns_client
@@ -200,6 +248,7 @@ class NatsBus:
         settings: BusSettings | None = None,
         events_max_age: float = DEFAULT_EVENTS_MAX_AGE_S,
         name: str = "flowforge",
+        publish_patience: float = DEFAULT_PUBLISH_PATIENCE_S,
     ) -> NatsBus:
         """Connect (reconnecting for ever after a loss) and create the streams."""
         try:
@@ -214,6 +263,7 @@ class NatsBus:
             settings=settings,
             events_max_age=events_max_age,
             owns_client=True,
+            publish_patience=publish_patience,
         )
         try:
             await bus.ensure_streams()
@@ -288,11 +338,10 @@ class NatsBus:
         except nats.errors.Error as exc:
             raise BusError(f"could not create stream {config.name}: {exc}") from exc
 
-    async def _pull(
-        self, kind: str, durable: str, subject: str, ack_wait: float, max_deliver: int
-    ) -> JetStreamContext.PullSubscription:
-        stream = self.stream_name(kind)
-        config = api.ConsumerConfig(
+    def _consumer_config(
+        self, durable: str, subject: str, ack_wait: float, max_deliver: int
+    ) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
             name=durable,
             durable_name=durable,
             filter_subject=subject,
@@ -301,12 +350,29 @@ class NatsBus:
             ack_wait=ack_wait,
             max_deliver=max_deliver,
         )
+
+    async def _pull(
+        self, kind: str, durable: str, subject: str, ack_wait: float, max_deliver: int
+    ) -> tuple[JetStreamContext.PullSubscription, Recreate]:
+        """A pull subscription bound to the durable consumer (created, or updated to these
+        settings), and how to create the stream and consumer again if the server loses them."""
+        stream = self.stream_name(kind)
+        config = self._consumer_config(durable, subject, ack_wait, max_deliver)
         try:
             # Create, or update an existing durable to the configured ack wait and limit.
             await self._js.add_consumer(stream, config)
-            return await self._js.pull_subscribe_bind(durable=durable, stream=stream)
+            pull = await self._js.pull_subscribe_bind(durable=durable, stream=stream)
         except nats.errors.Error as exc:
             raise BusError(f"could not create consumer {durable} on {stream}: {exc}") from exc
+
+        async def recreate() -> None:
+            try:
+                await self.ensure_streams()
+                await self._js.add_consumer(stream, config)
+            except (BusError, nats.errors.Error) as exc:
+                raise BusError(f"could not re-create consumer {durable}: {exc}") from exc
+
+        return pull, recreate
 
     async def delete_streams(self) -> None:
         """Remove this prefix's streams and everything in them (tests and benchmarks)."""
@@ -319,11 +385,31 @@ class NatsBus:
     async def _publish(
         self, subject: str, payload: bytes, msg_id: str, traceparent: str | None
     ) -> bool:
-        try:
-            ack = await self._js.publish(subject, payload, headers=_headers(msg_id, traceparent))
-        except nats.errors.Error as exc:
-            raise BusError(f"could not publish {msg_id} to {subject}: {exc}") from exc
-        return not ack.duplicate
+        headers = _headers(msg_id, traceparent)
+        give_up = time.monotonic() + self.publish_patience
+        pause = _RETRY_FIRST_S
+        while True:
+            try:
+                ack = await self._js.publish(
+                    subject, payload, timeout=_PUBLISH_TIMEOUT_S, headers=headers
+                )
+                return not ack.duplicate
+            except _TRANSIENT_PUBLISH as exc:
+                if self._nc.is_closed or time.monotonic() + pause > give_up:
+                    raise BusError(
+                        f"could not publish {msg_id} to {subject} within "
+                        f"{self.publish_patience:g} s: {exc!r}"
+                    ) from exc
+                if isinstance(exc, nats.js.errors.NoStreamResponseError):
+                    # No stream takes the subject: the server lost its store, or is
+                    # still loading it (then creating is refused or a no-op).
+                    with contextlib.suppress(BusError):
+                        await self.ensure_streams()
+            except nats.errors.Error as exc:
+                raise BusError(f"could not publish {msg_id} to {subject}: {exc!r}") from exc
+            # Same message id on every attempt: the server keeps one copy.
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _RETRY_MAX_S)
 
     async def publish_task(self, task: TaskMessage) -> bool:
         return await self._publish(
@@ -356,7 +442,7 @@ class NatsBus:
         limit = self._settings.max_deliver
         # One delivery more than the limit: that one is only used to notice the limit and
         # dead-letter the task with its reason.
-        pull = await self._pull(
+        pull, recreate = await self._pull(
             "tasks", f"tasks-{pool}", self.task_subject(pool), self._settings.ack_wait, limit + 1
         )
 
@@ -370,21 +456,38 @@ class NatsBus:
         )
         return self._track(
             _NatsSubscription(
-                pull, TaskMessage.decode, limit=limit, on_term=on_term, describe_limit=describe
+                pull,
+                TaskMessage.decode,
+                limit=limit,
+                on_term=on_term,
+                describe_limit=describe,
+                recreate=recreate,
+                reconnects=self._reconnect_count,
             )
         )
 
     async def results(self) -> Subscription[ResultMessage]:
-        pull = await self._pull(
+        pull, recreate = await self._pull(
             "results", "results", self.result_subject, self._settings.ack_wait, -1
         )
-        return self._track(_NatsSubscription(pull, ResultMessage.decode))
+        return self._track(
+            _NatsSubscription(
+                pull, ResultMessage.decode, recreate=recreate, reconnects=self._reconnect_count
+            )
+        )
 
     async def dead_letters(self) -> Subscription[DeadLetter]:
-        pull = await self._pull(
+        pull, recreate = await self._pull(
             "dead", "dead", f"{self.prefix}.dead.*", self._settings.ack_wait, -1
         )
-        return self._track(_NatsSubscription(pull, DeadLetter.decode))
+        return self._track(
+            _NatsSubscription(
+                pull, DeadLetter.decode, recreate=recreate, reconnects=self._reconnect_count
+            )
+        )
+
+    def _reconnect_count(self) -> int:
+        return int(self._nc.stats["reconnects"])
 
     def _track(self, subscription: _NatsSubscription[M]) -> _NatsSubscription[M]:
         self._subscriptions.append(subscription)
