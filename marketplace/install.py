@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from flowforge.runtime.files import write_atomically
 from flowforge.runtime.loader import LoadError
@@ -25,11 +25,21 @@ from flowforge.runtime.trust import TrustStore
 from .blobs import sha256
 from .errors import InvalidRequest, RegistryError
 from .lockfile import LockEntry, LockFile
+from .records import VersionInfo
 from .scoring import gate
 from .semver import Range, Version, VersionError
-from .service import Registry
 
 PACKAGES_DIR: Final = "packages"
+
+
+class PackageSource(Protocol):
+    """Where install gets packages: a `Registry`, or one served over the API."""
+
+    async def resolve(
+        self, name: str, spec: str = "*", include_yanked: bool = False
+    ) -> VersionInfo: ...
+
+    async def download(self, name: str, spec: str = "*", include_yanked: bool = False) -> bytes: ...
 
 
 class InstallRefused(RegistryError):
@@ -63,7 +73,7 @@ def _say(_message: str) -> None:
 
 
 async def install(
-    registry: Registry,
+    registry: PackageSource,
     workspace: Path,
     trust: TrustStore,
     name: str,
@@ -148,6 +158,7 @@ __all__ = [
     "PACKAGES_DIR",
     "InstallRefused",
     "Installed",
+    "PackageSource",
     "install",
     "installed_path",
     "package_path",

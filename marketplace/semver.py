@@ -138,6 +138,11 @@ class Range:
             return False
         return all(c.matches(version) for c in self.comparators)
 
+    @property
+    def is_exact(self) -> bool:
+        """One exact version (`1.2.3` or `=1.2.3`), as a lock file pins."""
+        return len(self.comparators) == 1 and self.comparators[0].op == "="
+
     def best(self, versions: list[Version]) -> Version | None:
         """The highest version in the range, or None."""
         return max((v for v in versions if self.matches(v)), default=None)

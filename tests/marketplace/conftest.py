@@ -21,14 +21,28 @@ ENCODE = Path(__file__).parents[2] / "connectors" / "encode"
 MakePackage = Callable[..., bytes]
 
 
-@pytest.fixture(scope="session")
-def encode_build() -> tuple[ConnectorManifest, bytes]:
+def build_encode() -> tuple[ConnectorManifest, bytes]:
     """The encode connector's manifest (renamed into the `acme` namespace, 1.0.0) and
-    its built component."""
+    its built component (the build cache makes repeated calls cheap)."""
     manifest = load_manifest(ENCODE)
     built = build_component(ENCODE, manifest.language)
     renamed = manifest.model_copy(update={"name": "acme/encode", "version": "1.0.0"})
     return renamed, built.path.read_bytes()
+
+
+def package_maker(build: tuple[ConnectorManifest, bytes]) -> MakePackage:
+    """`make(key, **manifest_changes)`: a signed package of `build`."""
+    manifest, component = build
+
+    def make(key: Ed25519PrivateKey, **changes: Any) -> bytes:
+        return sign_package(pack(manifest.model_copy(update=changes), component), key)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def encode_build() -> tuple[ConnectorManifest, bytes]:
+    return build_encode()
 
 
 @pytest.fixture
@@ -44,12 +58,7 @@ def other_key() -> Ed25519PrivateKey:
 @pytest.fixture
 def make_package(encode_build: tuple[ConnectorManifest, bytes]) -> MakePackage:
     """`make_package(key, **manifest_changes)`: a signed package of the encode build."""
-    manifest, component = encode_build
-
-    def make(key: Ed25519PrivateKey, **changes: Any) -> bytes:
-        return sign_package(pack(manifest.model_copy(update=changes), component), key)
-
-    return make
+    return package_maker(encode_build)
 
 
 @pytest.fixture

@@ -85,6 +85,11 @@ def test_new_build_pack_sign_publish_search_info_install_run(tmp_path: Path) -> 
     assert sandbox.cache.artefact_path(loaded.component.sha256).is_file()
 
     ok("marketplace", "yank", "acme/encode@1.0.0", "--key", "release")
+    audited = ok("audit", "list", "--output", "json").json
+    actions = [e["action"] for e in audited if e["action"].startswith("marketplace.")]
+    assert actions == ["marketplace.yank", "marketplace.install", "marketplace.publish",
+                       "marketplace.publish"]  # fmt: skip
+    assert all(e["actor"].startswith("local:") for e in audited)
     assert ok("marketplace", "search", "base64", "--output", "json").json == []
     bundle = tmp_path / "site.ffbundle"
     ok("marketplace", "export", str(bundle))
@@ -112,5 +117,5 @@ def test_refusals_exit_1_with_the_check_named(tmp_path: Path) -> None:
     assert not any((tmp_path / "workspace" / "registry" / "blobs").glob("sha256/*/*"))
     usage = run_cli("marketplace", "install", "acme/encode@^x")
     assert usage.code == 2 and "^x" in usage.stderr
-    assert "Example:" in run_cli("marketplace", "publish", "--help").stdout
+    assert "Example" in run_cli("marketplace", "publish", "--help").stdout
     assert os.environ["FLOWFORGE_WORKSPACE"].endswith("workspace")

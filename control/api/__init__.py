@@ -1,0 +1,1 @@
+"""The gRPC API (`flowforge.v1`): the server, authentication, and the servicers."""
