@@ -1,10 +1,20 @@
 """Shared pytest fixtures."""
 
+import os
 from pathlib import Path
 
 import pytest
 
+from flowforge.control.workspace import CONFIG_ENV
 from tests.guests.build import build_guest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_config_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A config folder (pool keys, the master key) per test process, unless one is set:
+    pytest-xdist runs several processes, which must not share keys being created."""
+    if CONFIG_ENV not in os.environ:
+        os.environ[CONFIG_ENV] = str(tmp_path_factory.mktemp("config"))
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from flowforge.control.storage import Database, database_url
 from flowforge.control.workspace import workspace_dir
 from flowforge.marketplace.db import DatabaseError
 
+from .audit import record_local
 from .options import fail, output_option, workspace_option
 
 T = TypeVar("T")
@@ -79,6 +80,8 @@ def set_(name: str, project: str, database: str | None, workspace: Path | None) 
     if not value:
         fail(f"secret {name}: stdin held no value")
     created = _with_store(workspace, database, lambda store: store.set(project, name, value))
+    details = {"project": project, "name": name, "created": created}  # AUD: names, never the value
+    record_local(workspace, "secret.set", f"secret:{project}/{name}", details, database=database)
     click.echo(f"{'stored' if created else 'replaced'}: {project}/{name}")
 
 

@@ -10,6 +10,7 @@ import click
 from flowforge.runtime.signing import KeyFormatError, is_fingerprint, parse_public_key
 from flowforge.runtime.trust import TrustStoreError
 
+from .audit import record_local
 from .options import fail, open_trust_store, output_option, workspace_option
 
 
@@ -50,6 +51,9 @@ def add(pubkey: str, publisher: str, comment: str, workspace: Path | None) -> No
         entry, added = store.add(raw, publisher, comment)
     except TrustStoreError as exc:
         fail(str(exc))
+    if added:  # AUD: trust changes are audited
+        details = {"fingerprint": entry.fingerprint, "publisher": entry.publisher}
+        record_local(workspace, "trust.add", f"key:{entry.fingerprint}", details)
     verb = "trusted" if added else "already trusted"
     click.echo(f"{verb}: {entry.fingerprint} for publisher {entry.publisher}")
 
@@ -99,4 +103,6 @@ def revoke(fingerprint: str, workspace: Path | None) -> None:
     except TrustStoreError as exc:
         fail(str(exc))
     publishers = ", ".join(e.publisher for e in entries)
+    details = {"fingerprint": fingerprint, "publishers": [e.publisher for e in entries]}
+    record_local(workspace, "trust.revoke", f"key:{fingerprint}", details)  # AUD
     click.echo(f"revoked {fingerprint} (was trusted for {publishers})")

@@ -1,53 +1,75 @@
-"""`flowforge workflow ...`: workflow files and their immutable versions."""
+"""`flowforge workflow ...`: submit workflow files as immutable versions and read them
+back, through the API (`WorkflowService`)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import click
 
-from flowforge.control.scheduler import DevConnectors, PackageFolders
-from flowforge.control.scheduler.catalog import version_from_canonical
-from flowforge.control.scheduler.embedded import DEV_PACKAGES_DIR
-from flowforge.control.storage import Storage, StorageError, StoredVersion
-from flowforge.control.workflow import (
-    Resolver,
-    WorkflowInvalid,
-    WorkspaceResolver,
-    diff,
-    load_spec,
-    validate,
-)
+from flowforge.control.api.client import Api
 from flowforge.control.workflow.spec import REGENERATE, workflow_schema_text
-from flowforge.control.workspace import trust_store_path, workspace_dir
-from flowforge.marketplace.install import PACKAGES_DIR
-from flowforge.runtime.trust import TrustStore
+from flowforge.control.workflow.version import diff_canonical
+from flowforge.proto.v1 import workflow_pb2
 
-from .options import workspace_option
+from .api_call import ClientOptions, call_api, client_options
+from .options import fail
+from .output import Table, emit
 from .schemadoc import schema_command
-from .workspace_db import with_storage
-
-T = TypeVar("T")
-
-_database = click.option(
-    "--database",
-    default=None,
-    help="Database URL. Default: $FLOWFORGE_DATABASE, else <workspace>/flowforge.db.",
-)
 
 
 @click.group()
 def workflow() -> None:
-    """Submit, list, show and compare workflow versions."""
+    """Submit, list, show and compare workflow versions.
+
+    \b
+    Examples:
+      flowforge workflow submit examples/workflows/paid-orders-export.yaml
+      flowforge workflow list --output json
+      flowforge workflow show paid-orders-export@3f2a91c0
+    """
 
 
 workflow.add_command(schema_command(workflow_schema_text, "a workflow file", REGENERATE))
 
 
-def _progress(message: str) -> None:
-    click.echo(message, err=True)
+def _canonical(found: workflow_pb2.Workflow) -> Any:
+    try:
+        return json.loads(found.canonical_json)
+    except ValueError:
+        return found.canonical_json
+
+
+def _pins(found: workflow_pb2.Workflow) -> dict[str, Any]:
+    canonical = _canonical(found)
+    pins = canonical.get("pins") if isinstance(canonical, dict) else None
+    return pins if isinstance(pins, dict) else {}
+
+
+def _submitted(found: workflow_pb2.Workflow) -> str | None:
+    if not found.HasField("created_at"):
+        return None
+    return found.created_at.ToDatetime(tzinfo=UTC).isoformat()
+
+
+def _document(found: workflow_pb2.Workflow, *, canonical: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": found.name,
+        "version": found.version,
+        "project": found.project,
+        "created_at": _submitted(found),
+        "steps": list(found.steps),
+        "pins": _pins(found),
+    }
+    if found.history:
+        doc["history"] = list(found.history)
+    if canonical:
+        doc["canonical"] = _canonical(found)
+    return doc
 
 
 @workflow.command()
@@ -56,115 +78,140 @@ def _progress(message: str) -> None:
     "--connectors",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     default=None,
-    help="Development: resolve `uses` against local connector folders (built unsigned).",
+    help="Development, in-process only: resolve `uses` against local connector folders "
+    "(built unsigned).",
 )
-@_database
-@workspace_option
-def submit(
-    file: Path, connectors: Path | None, database: str | None, workspace: Path | None
-) -> None:
+@client_options
+def submit(file: Path, connectors: Path | None, client: ClientOptions) -> None:
     """Validate FILE and store it as an immutable version (the same content is the same
-    version). Every problem is listed with its line and column.
+    version). Prints the version and each connector's pin; every problem is listed with
+    its line and column.
 
     \b
-    Exit codes: 0 stored (or already stored); 1 storage error; 2 invalid workflow.
+    Examples:
+      flowforge workflow submit wf.yaml --project billing
+      flowforge workflow submit wf.yaml --server https://ff.example.com:50051 --output json
+    Exit codes: 0 stored (or already stored); 1 refused or unreachable; 2 invalid workflow.
     """
-    root = workspace_dir(workspace)
-    resolver: Resolver
-    if connectors is not None:
-        resolver = DevConnectors(connectors, root / DEV_PACKAGES_DIR, _progress)
-    else:
-        resolver = WorkspaceResolver(root, TrustStore(trust_store_path(root)))
     try:
-        version = validate(load_spec(file), resolver)
-    except WorkflowInvalid as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(2) from None
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file}: {exc}")
+    client = replace(client, connectors=connectors)
+    request = workflow_pb2.SubmitWorkflowRequest(
+        project=client.project, yaml=text, source_name=str(file)
+    )
 
-    async def job(storage: Storage) -> bool:
-        _stored, new = await storage.versions.put(version.name, version.version, version.canonical)
-        return new
+    async def job(api: Api) -> workflow_pb2.SubmitWorkflowResponse:
+        return await api.workflows.Submit(request)
 
-    new = with_storage(workspace, database, job)
-    state = "stored" if new else "already stored"
-    click.echo(f"{version.name}@{version.short} {state} (version {version.version})")
-    for step in version.steps.values():
-        if step.connector is not None:
-            pin = step.connector
-            click.echo(f"  {step.id}: {pin.name}@{pin.version} sha256:{pin.digest[:12]}")
+    answer: workflow_pb2.SubmitWorkflowResponse = call_api(client, job)
+    found = answer.workflow
+
+    def human() -> list[str]:
+        state = "stored" if answer.created else "already stored"
+        lines = [f"{found.name}@{found.version[:12]} {state} (version {found.version})"]
+        for step, pin in sorted(_pins(found).items()):
+            digest = str(pin.get("digest", ""))
+            lines.append(f"  {step}: {pin.get('name')}@{pin.get('version')} sha256:{digest[:12]}")
+        return lines
+
+    emit(client.output, {**_document(found), "created": answer.created}, human)
 
 
 @workflow.command("list")
-@_database
-@workspace_option
-def list_command(database: str | None, workspace: Path | None) -> None:
-    """List the stored workflows: their latest version and how many versions each has."""
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True,
+              help="Workflows per page.")  # fmt: skip
+@click.option("--page-token", default="", help="Carry on from an earlier page.")
+@client_options
+def list_command(limit: int, page_token: str, client: ClientOptions) -> None:
+    """List the project's workflows with their latest version.
 
-    async def job(storage: Storage) -> list[tuple[str, list[StoredVersion]]]:
-        return [
-            (name, await storage.versions.history(name)) for name in await storage.versions.names()
+    \b
+    Example:
+      flowforge workflow list --project billing --output yaml
+    """
+    request = workflow_pb2.ListWorkflowsRequest(
+        project=client.project, page_size=limit, page_token=page_token
+    )
+
+    async def job(api: Api) -> workflow_pb2.ListWorkflowsResponse:
+        return await api.workflows.List(request)
+
+    page: workflow_pb2.ListWorkflowsResponse = call_api(client, job)
+    found = list(page.workflows)
+    document = {
+        "workflows": [_document(w) for w in found],
+        "next_page_token": page.next_page_token or None,
+    }
+
+    def human() -> list[str]:
+        rows = [
+            [w.name, w.version[:12], len(w.steps), (_submitted(w) or "")[:16].replace("T", " ")]
+            for w in found
         ]
+        empty = "(no workflows; flowforge workflow submit FILE)"
+        lines = Table(["WORKFLOW", "LATEST", "STEPS", "SUBMITTED (UTC)"], rows, empty).lines()
+        if page.next_page_token:
+            lines.append(f"(more: --page-token {page.next_page_token})")
+        return lines
 
-    found = with_storage(workspace, database, job)
-    if not found:
-        click.echo("(no workflows; flowforge workflow submit FILE)")
-        return
-    click.echo(f"{'WORKFLOW':<30} {'LATEST':<14} {'VERSIONS':>8}  SUBMITTED")
-    for name, history in found:
-        latest = history[-1]
-        when = latest.created_at.astimezone().strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{name:<30} {latest.version[:12]:<14} {len(history):>8}  {when}")
+    emit(client.output, document, human)
 
 
-async def _find(storage: Storage, name: str, prefix: str | None) -> StoredVersion:
-    history = await storage.versions.history(name)
-    if not history:
-        raise StorageError(f"no workflow {name!r}")
-    if prefix is None:
-        return history[-1]
-    matches = [v for v in history if v.version.startswith(prefix)]
-    if len(matches) != 1:
-        what = "no" if not matches else "more than one"
-        raise StorageError(f"{what} version of {name} starts with {prefix!r}")
-    return matches[0]
+def _get(api: Api, project: str, name: str, version: str) -> Any:
+    return api.workflows.Get(
+        workflow_pb2.GetWorkflowRequest(project=project, name=name, version=version)
+    )
 
 
 @workflow.command()
 @click.argument("ref", metavar="NAME[@VERSION]")
-@_database
-@workspace_option
-def show(ref: str, database: str | None, workspace: Path | None) -> None:
+@client_options
+def show(ref: str, client: ClientOptions) -> None:
     """Print a stored version (the latest, or the one whose hash starts with VERSION) as
-    its canonical JSON: the normalised spec and each connector's pin."""
+    its canonical JSON: the normalised spec and each connector's pin.
+
+    \b
+    Example:
+      flowforge workflow show paid-orders-export@3f2a91c0 --output json
+    """
     name, _sep, prefix = ref.partition("@")
 
-    async def job(storage: Storage) -> StoredVersion:
-        return await _find(storage, name, prefix or None)
+    async def job(api: Api) -> workflow_pb2.Workflow:
+        found: workflow_pb2.Workflow = await _get(api, client.project, name, prefix)
+        return found
 
-    found = with_storage(workspace, database, job)
-    click.echo(f"# {found.name}@{found.version}")
-    click.echo(json.dumps(json.loads(found.canonical), indent=2, ensure_ascii=False))
+    found: workflow_pb2.Workflow = call_api(client, job)
+
+    def human() -> list[str]:
+        lines = [f"# {found.name}@{found.version}"]
+        lines += [f"# earlier: {', '.join(v[:12] for v in found.history)}"] if found.history else []
+        lines.append(json.dumps(_canonical(found), indent=2, ensure_ascii=False))
+        return lines
+
+    emit(client.output, _document(found, canonical=True), human)
 
 
 @workflow.command("diff")
 @click.argument("name")
 @click.argument("v1")
 @click.argument("v2")
-@_database
-@workspace_option
-def diff_command(name: str, v1: str, v2: str, database: str | None, workspace: Path | None) -> None:
-    """What changed from version V1 to V2 of NAME (hash prefixes), one line per value."""
-    root = workspace_dir(workspace)
-    packages = PackageFolders([root / PACKAGES_DIR, root / DEV_PACKAGES_DIR])
+@client_options
+def diff_command(name: str, v1: str, v2: str, client: ClientOptions) -> None:
+    """What changed from version V1 to V2 of NAME (hash prefixes), one line per value.
 
-    async def job(storage: Storage) -> list[str]:
-        a = await _find(storage, name, v1)
-        b = await _find(storage, name, v2)
-        return diff(
-            version_from_canonical(a.canonical, packages),
-            version_from_canonical(b.canonical, packages),
-        )
+    There is no diff call in the API: both versions are read with `Get` and compared here.
 
-    lines = with_storage(workspace, database, job)
-    for line in lines or ["(the same version)"]:
-        click.echo(line)
+    \b
+    Example:
+      flowforge workflow diff paid-orders-export 3f2a91c0 77b0e4d1
+    """
+
+    async def job(api: Api) -> tuple[workflow_pb2.Workflow, workflow_pb2.Workflow]:
+        return await _get(api, client.project, name, v1), await _get(api, client.project, name, v2)
+
+    a, b = call_api(client, job)
+    lines = diff_canonical(a.canonical_json, b.canonical_json)
+    document = {"name": name, "from": a.version, "to": b.version, "changes": lines}
+    emit(client.output, document, lines or ["(the same version)"])

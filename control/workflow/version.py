@@ -201,12 +201,17 @@ def diff(a: WorkflowVersion, b: WorkflowVersion) -> list[str]:
     """What changed from version `a` to `b`, one line per changed value ("+" added,
     "-" removed, "~" changed), paths as in the workflow file (`steps.fetch.with.url`),
     connector pins under `pins.<step>`; empty when they are the same version."""
-    old = json.loads(a.canonical)
-    new = json.loads(b.canonical)
+    return diff_canonical(a.canonical, b.canonical)
+
+
+def diff_canonical(a: bytes | str, b: bytes | str) -> list[str]:
+    """`diff` over two canonical forms (as `WorkflowService.Get` returns them)."""
+    old = json.loads(a)
+    new = json.loads(b)
     lines: list[str] = []
     _diff(old["spec"], new["spec"], "", lines)
     _diff(old["pins"], new["pins"], "pins", lines)
     return lines
 
 
-__all__ = ["FORMAT", "build_version", "diff", "normalised"]
+__all__ = ["FORMAT", "build_version", "diff", "diff_canonical", "normalised"]

@@ -1,0 +1,233 @@
+"""The CLI against a real `flowforge server` on a free port, with tokens made by
+`flowforge token create`: the same commands, now over the network, with roles, TLS, and
+a watch that survives the server restarting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from flowforge.control.api.client import connect
+from flowforge.proto.v1 import run_pb2
+from tests.cli import CliResult, run_cli
+from tests.control.api.test_server import _self_signed
+
+from .conftest import Workspace
+
+CLI = [sys.executable, "-m", "flowforge.control.cli"]
+
+
+@contextmanager
+def serving(workspace: Workspace, *extra: str, listen: str = "127.0.0.1:0") -> Iterator[str]:
+    """`flowforge server` in a child process; its address while the block runs."""
+    args = [
+        *CLI,
+        "server",
+        "--listen",
+        listen,
+        "--output",
+        "json",
+        "--workspace",
+        str(workspace.root),
+    ]
+    proc = subprocess.Popen(
+        [*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"the server did not start: {proc.communicate(timeout=30)[1]}")
+        yield str(json.loads(line)["address"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def token(workspace: Workspace, role: str, project: str = "default") -> str:
+    made = workspace.cli(
+        "token", "create", "--project", project, "--role", role, "--output", "json"
+    )
+    assert made.code == 0, made.stderr
+    return str(made.json["token"])
+
+
+class Remote:
+    def __init__(self, workspace: Workspace, address: str, token: str) -> None:
+        self.workspace, self.address, self.token = workspace, address, token
+
+    def cli(self, *args: str, token: str | None = None, timeout: float = 120.0) -> CliResult:
+        who = ["--server", self.address, "--token", token or self.token]
+        return self.workspace.cli(*args, *who, timeout=timeout)
+
+
+def test_the_full_path_against_a_server_with_roles(workspace: Workspace) -> None:
+    publisher = token(workspace, "publisher")
+    viewer = token(workspace, "viewer")
+    elsewhere = token(workspace, "admin", project="other")
+    with serving(workspace) as address:
+        remote = Remote(workspace, address, publisher)
+        submitted = remote.cli("workflow", "submit", str(workspace.files / "trivial3.yaml"))
+        assert submitted.code == 0, submitted.stderr
+        assert "trivial3@" in submitted.stdout
+
+        started = remote.cli("run", "start", "trivial3", "--input", '{"n": 5}', "--output", "json")
+        assert started.code == 0, started.stderr
+        run_id = started.json["id"]  # a server carries the run on: start returns at once
+        watched = remote.cli("run", "watch", run_id)
+        assert watched.code == 0, watched.stderr
+        assert watched.stdout.count(": succeeded in ") == 3
+        assert f"run {run_id} succeeded" in watched.stdout
+
+        got = remote.cli("run", "get", run_id, "--output", "json", token=viewer)
+        assert got.code == 0 and got.json["status"] == "succeeded"
+        assert got.json["output"] is not None
+        listed = remote.cli(
+            "run", "list", "--workflow", "trivial3", "--output", "json", token=viewer
+        )
+        assert [r["id"] for r in listed.json["runs"]] == [run_id]
+        logs = remote.cli("run", "logs", run_id, token=viewer)
+        assert logs.code == 0, logs.stderr
+
+        refused = remote.cli("run", "start", "trivial3", token=viewer)
+        assert refused.code == 1
+        assert "PERMISSION_DENIED" in refused.stderr and "hint: use a token with" in refused.stderr
+        other = remote.cli("run", "get", run_id, token=elsewhere)
+        assert other.code == 1 and "PERMISSION_DENIED" in other.stderr
+        bad = remote.cli("run", "get", run_id, token="fft_not-a-real-token")
+        assert bad.code == 1
+        assert "error: UNAUTHENTICATED" in bad.stderr
+        assert "hint: set --token or $FLOWFORGE_TOKEN" in bad.stderr
+        none = run_cli(
+            "run", "get", run_id, "--server", address, "--workspace", str(workspace.root)
+        )
+        assert none.code == 1 and "UNAUTHENTICATED" in none.stderr
+
+        invalid = remote.cli(
+            "workflow", "submit", str(workspace.files / "broken.yaml"), "--output", "yaml"
+        )
+        assert invalid.code == 2
+        assert ":5:" in invalid.stderr and "nope" in invalid.stderr
+        assert "kind: invalid-argument" in invalid.stdout
+
+
+def test_approve_reject_cancel_through_a_server_from_the_environment(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    operator = token(workspace, "operator")
+    publisher = token(workspace, "publisher")
+    with serving(workspace) as address:
+        monkeypatch.setenv("FLOWFORGE_SERVER", address)  # no --server: the environment says
+        monkeypatch.setenv("FLOWFORGE_TOKEN", publisher)
+        assert workspace.cli("workflow", "submit", str(workspace.files / "approval.yaml")).code == 0
+        monkeypatch.setenv("FLOWFORGE_TOKEN", operator)
+        ids = []
+        for amount in (1, 2, 3):
+            started = workspace.cli(
+                "run",
+                "start",
+                "approval",
+                "--input",
+                json.dumps({"amount": amount}),
+                "--output",
+                "json",
+            )
+            assert started.code == 0, started.stderr
+            ids.append(started.json["id"])
+        for run_id in ids:
+            _until_waiting(workspace, address, operator, run_id)
+        approved = workspace.cli("run", "approve", ids[0], "sign_off", "--comment", "ok")
+        assert approved.code == 0, approved.stderr
+        assert f"approved step sign_off of run {ids[0]}" in approved.stdout
+        assert workspace.cli("run", "watch", ids[0]).code == 0  # it succeeds
+        rejected = workspace.cli("run", "reject", ids[1], "sign_off", "--comment", "no")
+        assert rejected.code == 0, rejected.stderr
+        failed = workspace.cli("run", "watch", ids[1])
+        assert failed.code == 1 and "rejected" in failed.stdout
+        cancelled = workspace.cli("run", "cancel", ids[2], "--output", "json")
+        assert cancelled.code == 0 and cancelled.json["status"] == "cancelled"
+        twice = workspace.cli("run", "cancel", ids[2])
+        assert twice.code == 1 and "FAILED_PRECONDITION" in twice.stderr
+
+
+def _until_waiting(workspace: Workspace, address: str, token: str, run_id: str) -> None:
+    """Poll the API itself (a CLI process per poll would cost seconds each)."""
+
+    async def poll() -> None:
+        async with connect(address, token, workspace=workspace.root) as api:
+            request = run_pb2.GetRunRequest(project="default", run_id=run_id)
+            for _ in range(600):
+                run = await api.runs.Get(request)
+                if any(s.status == "waiting-approval" for s in run.steps):
+                    return
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"run {run_id} never waited for its approval")
+
+    asyncio.run(poll())
+
+
+def test_a_watch_carries_on_across_a_server_restart(workspace: Workspace, tmp_path: Path) -> None:
+    operator = token(workspace, "admin")
+    with serving(workspace) as address:
+        remote = Remote(workspace, address, operator)
+        assert remote.cli("workflow", "submit", str(workspace.files / "approval.yaml")).code == 0
+        started = remote.cli(
+            "run", "start", "approval", "--input", '{"amount": 4}', "--output", "json"
+        )
+        run_id = started.json["id"]
+        out = tmp_path / "watch.out"
+        with open(out, "w") as sink:
+            watcher = subprocess.Popen(
+                [*CLI, "run", "watch", run_id, "--server", address, "--token", operator,
+                 "--workspace", str(workspace.root)],
+                stdout=sink, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            )  # fmt: skip
+        _until_text(out, "sign_off: waiting for approval")
+    # The server is gone (SIGTERM); the watch keeps trying until one answers again.
+    with serving(workspace, listen=address):
+        remote = Remote(workspace, address, operator)
+        assert remote.cli("run", "approve", run_id, "sign_off").code == 0
+        assert watcher.wait(90) == 0, out.read_text()
+    lines = out.read_text().splitlines()
+    events = [line.split(" ", 1)[1] for line in lines if line[:2].isdigit()]
+    assert events.count("run started") == 1  # nothing shown twice ...
+    assert events.count("sign_off: waiting for approval: Pay 4?") == 1
+    assert "sign_off: approved by" in " ".join(events)  # ... and nothing lost
+    assert events[-1] == "run succeeded"
+
+
+def _until_text(path: Path, text: str) -> None:
+    deadline = time.monotonic() + 60
+    while text not in path.read_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never appeared in:\n{path.read_text()}")
+        time.sleep(0.1)
+
+
+def test_tls_with_a_ca_file(workspace: Workspace, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    admin = token(workspace, "admin")
+    with serving(workspace, "--tls-cert", str(cert), "--tls-key", str(key)) as address:
+        port = address.rpartition(":")[2]
+        secure = ["--server", f"https://localhost:{port}", "--token", admin]
+        listed = workspace.cli("run", "list", *secure, "--tls-ca", str(cert), "--output", "json")
+        assert listed.code == 0, listed.stderr
+        assert listed.json["runs"] == []
+        untrusted = workspace.cli("run", "list", *secure)  # the system CAs do not know it
+        assert untrusted.code == 1 and "UNAVAILABLE" in untrusted.stderr
+        plain = workspace.cli("run", "list", "--server", address, "--token", admin)
+        assert plain.code == 1 and "UNAVAILABLE" in plain.stderr
