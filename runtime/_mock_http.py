@@ -209,6 +209,9 @@ def _fault_reply(fault: Fault) -> _Reply:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Fault runs connect side by side; socketserver's default backlog of 5 let a busy
+    # machine drop a connection, which the connector rightly reported as unavailable.
+    request_queue_size = 128
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
