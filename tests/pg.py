@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -32,6 +34,20 @@ def admin(statement: str) -> None:
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, go()).result()
+
+
+BACKENDS: Final = ["sqlite", "postgresql"]  # parametrize storage fixtures over these
+
+
+@contextmanager
+def database_for(backend: str, folder: Path, name: str) -> Iterator[str]:
+    """A fresh database on `backend`: the SQLite file `<name>.db` in `folder`, or a new
+    PostgreSQL database (dropped afterwards)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / (name + '.db')}"
+        return
+    with fresh_database(f"ff_{name}") as url:
+        yield url
 
 
 @contextmanager

@@ -60,6 +60,7 @@ from .options import (
     output_option,
     passphrase_option,
     read_passphrase,
+    tls_server_options,
     workspace_option,
 )
 
@@ -646,18 +647,7 @@ def import_(bundle: Path, output: str, where: Where) -> None:
     help="The control plane's database, which holds the tokens callers present and the "
     "audit log. Default: $FLOWFORGE_DATABASE, else the workspace's.",
 )
-@click.option(
-    "--tls-cert",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="PEM certificate chain: serve over TLS (with --tls-key).",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="PEM private key of --tls-cert.",
-)
+@tls_server_options
 @output_option
 @workspace_option
 def serve(

@@ -46,6 +46,22 @@ def output_formats(*formats: str) -> Callable[[F], F]:
     )
 
 
+def tls_server_options(func: F) -> F:
+    """`--tls-cert` and `--tls-key` for the commands that serve gRPC."""
+    func = click.option(
+        "--tls-key",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="PEM private key of --tls-cert.",
+    )(func)
+    return click.option(
+        "--tls-cert",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="PEM certificate chain: serve over TLS (with --tls-key).",
+    )(func)
+
+
 def log_format_option(func: F) -> F:
     """`--log-format text|json` for the long-running commands (server, worker)."""
     return click.option(

@@ -15,7 +15,13 @@ from flowforge.marketplace.db import DatabaseError
 from flowforge.runtime import telemetry
 from flowforge.runtime.bus import BusError
 
-from .options import fail, log_format_option, output_option, workspace_option
+from .options import (
+    fail,
+    log_format_option,
+    output_option,
+    tls_server_options,
+    workspace_option,
+)
 
 
 async def serve_until_signalled(config: ServerConfig, output: str) -> None:
@@ -74,18 +80,7 @@ async def serve_until_signalled(config: ServerConfig, output: str) -> None:
     show_default=True,
     help="With --nats: also run steps in this process (else `flowforge worker`s do).",
 )
-@click.option(
-    "--tls-cert",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="PEM certificate chain; serve TLS (needs --tls-key).",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="PEM private key of --tls-cert.",
-)
+@tls_server_options
 @click.option(
     "--connectors",
     type=click.Path(path_type=Path, file_okay=False, exists=True),

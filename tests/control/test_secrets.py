@@ -24,17 +24,14 @@ from flowforge.control.secrets import (
 from flowforge.control.storage import Database, database_url
 from flowforge.control.storage.models import SECRETS
 from tests.cli import CliResult, run_cli
-from tests.pg import fresh_database
+from tests.pg import BACKENDS, database_for
 
 KEY = bytes(range(32))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'flowforge.db'}"
-        return
-    with fresh_database("ff_secrets") as url:
+    with database_for(request.param, tmp_path, "flowforge") as url:
         yield url
 
 

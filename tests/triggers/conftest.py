@@ -30,7 +30,7 @@ from tests.control.scheduler.conftest import (
     spin_component,
     until,
 )
-from tests.pg import fresh_database
+from tests.pg import BACKENDS, database_for
 
 NATS_URL = os.environ.get("FLOWFORGE_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
@@ -114,12 +114,9 @@ def recorder() -> Recorder:
     return Recorder()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'flowforge.db'}"
-        return
-    with fresh_database("ff_triggers") as url:
+    with database_for(request.param, tmp_path, "flowforge") as url:
         yield url
 
 

@@ -35,7 +35,7 @@ from flowforge.runtime.package import MAX_PACKAGE_BYTES
 from flowforge.runtime.signing import fingerprint, raw_public_key
 from tests.control.api.conftest import Tokens, bearer, make_tokens
 from tests.marketplace.conftest import MakePackage, build_encode, package_maker
-from tests.pg import fresh_database
+from tests.pg import BACKENDS, database_for
 
 if TYPE_CHECKING:
     from flowforge.proto.v1.marketplace_pb2_grpc import MarketplaceServiceAsyncStub
@@ -56,12 +56,9 @@ def owner() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
-        return
-    with fresh_database("ff_mkt_api") as url:
+    with database_for(request.param, tmp_path, "registry") as url:
         yield url
 
 

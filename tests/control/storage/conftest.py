@@ -9,15 +9,12 @@ from pathlib import Path
 import pytest
 
 from flowforge.control.storage import Storage
-from tests.pg import fresh_database
+from tests.pg import BACKENDS, database_for
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'flowforge.db'}"
-        return
-    with fresh_database("ff_control") as url:
+    with database_for(request.param, tmp_path, "flowforge") as url:
         yield url
 
 
