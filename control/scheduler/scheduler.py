@@ -19,7 +19,7 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -261,8 +261,11 @@ class Scheduler:
         *,
         run_id: str | None = None,
         unsigned_dev: bool = False,
+        trigger: Mapping[str, Any] | None = None,
     ) -> str:
-        """Validate `input`, store the version, record the run and dispatch what is ready."""
+        """Validate `input`, store the version, record the run and dispatch what is ready.
+        `trigger` (what started it, e.g. `{"type": "cron", "schedule": ...}`) goes into the
+        run-started event."""
         problems = input_problems(version, input)
         if problems:
             raise RunInputInvalid(problems)
@@ -281,6 +284,8 @@ class Scheduler:
         }
         if unsigned_dev:
             started["unsigned_dev"] = True
+        if trigger:
+            started["trigger"] = dict(trigger)
         self.observer.run_started(run, started)
         run.emit(batch, EventType.RUN_STARTED, started)
         if version.timeout_s is not None:

@@ -37,7 +37,9 @@ def host_start_run(host: RunHost) -> StartRun:
     ) -> str:
         planned = await host.scheduler.catalog.get(version)
         host.ensure_pools(planned)
-        run_id = await host.scheduler.start_run(planned, input, project, unsigned_dev=host.dev)
+        run_id = await host.scheduler.start_run(
+            planned, input, project, unsigned_dev=host.dev, trigger=trigger
+        )
         details = {"project": project, "workflow": workflow, "version": version, "trigger": trigger}
         await host.storage.audit.append(actor_of(trigger), RUN_START, f"run:{run_id}", details)
         return run_id

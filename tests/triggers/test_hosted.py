@@ -55,5 +55,7 @@ async def test_a_submitted_webhook_is_served_and_starts_a_run(tmp_path: Path) ->
         result = await asyncio.wait_for(server.scheduler.wait(run_id), 60)
         assert result.state.status is RunStatus.SUCCEEDED, result.state.error
         assert result.state.outputs == {"total": {"result": 7}}
+        [started, *_] = await server.storage.events.read(run_id)
+        assert started.data["trigger"] == {"type": "webhook", "path": "/hooks/orders"}
     finally:
         await server.close()
