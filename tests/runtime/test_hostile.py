@@ -41,7 +41,9 @@ def test_hostile_guest_is_stopped(
     doc = result.json
     assert doc["ok"] is False
     assert doc["error"]["kind"] == kind
-    assert result.seconds < within_s
+    # Stopped by its limit, not by the 30 s guard: the sandbox's own clock, since the
+    # command's start-up time varies with the machine's load.
+    assert doc["stats"]["wall_ms"] < within_s * 1000
     assert result.peak_rss_mib < RSS_BOUND_MIB
 
 
