@@ -76,7 +76,11 @@ async def _secret_values(
     secrets: SecretStore | None, run: ActiveRun, step_id: str
 ) -> dict[str, str] | None:
     """The values to mask in the step's artefacts ({} when it has no secrets); None when
-    it has secrets whose values cannot be read."""
+    it has secrets whose values cannot be read. Those sealed for the step's task are used
+    as they are; they are read again only for a run resumed since."""
+    sealed = run.secret_masks.get(step_id)
+    if sealed is not None:
+        return sealed
     planned = run.version.steps.get(step_id)
     grants = dict(planned.grants.secrets) if planned is not None else {}
     if not grants:

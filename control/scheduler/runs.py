@@ -147,6 +147,9 @@ class ActiveRun:
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.inflight: dict[str, BreakerKey] = {}
         self.sandbox_ms = 0.0
+        # The secret values sealed for each step, kept so its artefacts are masked without
+        # reading and decrypting the secrets again; gone with the run.
+        self.secret_masks: dict[str, dict[str, str]] = {}
         self.deadline: float | None = None  # wall-clock Unix seconds, for the task messages
         self.done: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
         self.started = time.perf_counter()

@@ -1027,7 +1027,7 @@ class Scheduler:
         sealed: str | None = None
         if planned.grants.secrets:
             try:
-                sealed = await self._seal(run, planned.pool, dict(planned.grants.secrets))
+                sealed = await self._seal(run, dispatch.step, planned.pool, planned.grants.secrets)
                 await record_secret_read(self.storage, run, dispatch, planned.grants.secrets)  # AUD
             except (SecretError, sealing.SealError, StorageError) as exc:
                 self._post(
@@ -1086,10 +1086,13 @@ class Scheduler:
         else:
             await asyncio.gather(*(self._publish_task(run, d) for d in dispatches))
 
-    async def _seal(self, run: ActiveRun, pool: str, grants: dict[str, str]) -> str:
+    async def _seal(
+        self, run: ActiveRun, step_id: str, pool: str, grants: Mapping[str, str]
+    ) -> str:
         if self.secrets is None:
             raise SecretError("this scheduler has no secret store, and the step is granted secrets")
         values = await self.secrets.resolve(run.project, grants)
+        run.secret_masks[step_id] = values
         public = self._pool_public.get(pool)
         if public is None:
             if self.pool_keys is None:
