@@ -32,9 +32,10 @@ import asyncpg  # type: ignore[import-untyped]
 from bench.bus import signed_echo
 from bench.workflows import Runner, chain
 from flowforge.control.scheduler import scheduler as scheduler_module
-from flowforge.control.scheduler.audit_hooks import capture_artefacts
+from flowforge.control.scheduler.audit_hooks import step_artefacts
 from flowforge.control.scheduler.embedded import EmbeddedEngine
 from flowforge.control.storage import Storage
+from flowforge.control.storage.artefacts import NewArtefact
 from flowforge.control.workflow import ResolvedConnector, StaticResolver, load_spec_text, validate
 from flowforge.runtime.package import read_package
 
@@ -92,15 +93,15 @@ async def audit_figures(backend: str, entries: int, pg: str | None) -> dict[str,
     }
 
 
-async def _no_capture(*_args: object) -> None:
-    return None
+async def _no_capture(*_args: object) -> list[NewArtefact]:
+    return []
 
 
 async def capture_figures(rounds: int) -> dict[str, Any]:
     """Overhead per step of chain20 with capture on and off, interleaved run by run."""
     # The scheduler calls the name it imported: swap it in the scheduler module's namespace.
     hooks = vars(scheduler_module)
-    real: Callable[..., Awaitable[None]] = capture_artefacts
+    real: Callable[..., Awaitable[list[NewArtefact]]] = step_artefacts
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Path(tmp) / "workspace"
         _trust, digest = signed_echo(workspace)
@@ -119,11 +120,11 @@ async def capture_figures(rounds: int) -> dict[str, Any]:
                 await runner.one(version, -i)
             for i in range(rounds):
                 for capture, into in ((real, on), (_no_capture, off)):
-                    hooks["capture_artefacts"] = capture
+                    hooks["step_artefacts"] = capture
                     wall, sandbox = await runner.one(version, i)
                     into.append((wall - sandbox) / len(version.steps))
         finally:
-            hooks["capture_artefacts"] = real
+            hooks["step_artefacts"] = real
             await engine.close()
     median_on, median_off = statistics.median(on), statistics.median(off)
     return {

@@ -1,10 +1,11 @@
 """What the scheduler records for operators and auditors besides the run's events: each
 step attempt's input and output as artefacts, and every secret read a step is given.
 
-Both run after the decision's events are stored (`Scheduler._settle`, `_publish_task`);
-artefacts go through the store's write-behind queue (see control/storage/artefacts.py).
-Artefacts are captured with the step's granted secret values masked, so no value reaches
-the artefact tables; the audit entry of a read names the secrets, never their values.
+Artefacts are made before a decision is stored and go into its append, with its events
+(`Scheduler._drain`, `start_run`); a secret read is audited when the task is sealed, after
+(`_publish_task`). Artefacts are captured with the step's granted secret values masked, so
+no value reaches the artefact tables; the audit entry of a read names the secrets, never
+their values.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ async def record_secret_read(
     await storage.audit.append(SCHEDULER_ACTOR, SECRET_READ, f"run:{run.id}", details)
 
 
-async def capture_artefacts(
-    storage: Storage, secrets: SecretStore | None, run: ActiveRun, batch: Batch
-) -> None:
-    """Queue the inputs of the batch's dispatches and the outputs of its successes for the
-    artefact writer; when the run has finished, wait until all of them are stored.
+async def step_artefacts(
+    secrets: SecretStore | None, run: ActiveRun, batch: Batch
+) -> list[NewArtefact]:
+    """The artefacts of a decision, for its append: the inputs of its dispatches and the
+    outputs of its successes, each with the step's secret values masked.
 
-    A failure is logged, not raised: the run's events are already stored, and the run must
-    go on whether or not its artefacts could be kept."""
+    A failure is logged, not raised, and keeps none: the run must go on whether or not its
+    artefacts can be kept."""
     wanted: list[tuple[str, int, Kind, object]] = [
         (d.step, d.attempt, "input", d.input) for d in batch.dispatches
     ]
@@ -55,6 +56,8 @@ async def capture_artefacts(
         if event.type is EventType.STEP_SUCCEEDED:
             data = event.data
             wanted.append((str(data["step"]), int(data["attempt"]), "output", data.get("output")))
+    if not wanted:
+        return []
     try:
         masks: dict[str, dict[str, str] | None] = {}
         items: list[NewArtefact] = []
@@ -65,19 +68,18 @@ async def capture_artefacts(
             if mask is None:
                 continue  # the step's secrets could not be read to mask them: keep nothing
             items.append(NewArtefact(step, attempt, kind, artefact_body(value, mask)))
-        storage.artefacts.submit(run.id, items)
-        if run.state.status.finished:
-            await storage.artefacts.flush()
+        return items
     except (StorageError, ValueError) as exc:
         log.warning("run %s: could not capture step artefacts: %s", run.id, exc)
+        return []
 
 
 async def _secret_values(
     secrets: SecretStore | None, run: ActiveRun, step_id: str
 ) -> dict[str, str] | None:
     """The values to mask in the step's artefacts ({} when it has no secrets); None when
-    it has secrets whose values cannot be read. Those sealed for the step's task are used
-    as they are; they are read again only for a run resumed since."""
+    it has secrets whose values cannot be read. Those already read for the step (for its
+    input artefact, or sealed for its task) are used as they are."""
     sealed = run.secret_masks.get(step_id)
     if sealed is not None:
         return sealed
@@ -88,10 +90,12 @@ async def _secret_values(
     if secrets is None:
         return None
     try:
-        return await secrets.resolve(run.project, grants)
+        values = await secrets.resolve(run.project, grants)
     except SecretError as exc:
         log.warning("run %s: step %s artefacts not kept: %s", run.id, step_id, exc)
         return None
+    run.secret_masks[step_id] = values
+    return values
 
 
-__all__ = ["SCHEDULER_ACTOR", "capture_artefacts", "record_secret_read"]
+__all__ = ["SCHEDULER_ACTOR", "record_secret_read", "step_artefacts"]

@@ -1,7 +1,7 @@
 """What the scheduler tells operators about each run: its trace (run and attempt spans,
 `flowforge.runtime.telemetry.spans`), the step metrics, and the step log (the connector's
 lines from each result, and the scheduler's own: retry scheduled, breaker open, step
-failed), written to `storage.logs` once per decision, after its events.
+failed), stored with the decision's events (`Batch.logs`, in the same append).
 
 The scheduler calls these hooks unconditionally; with tracing and metrics off they cost a
 check each, and a step that logs nothing writes nothing.
@@ -14,9 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from flowforge.control.storage import NewLogLine, Storage, StorageError
+from flowforge.control.storage import NewLogLine, Storage
 from flowforge.control.storage.logs import LogSource
 from flowforge.runtime.bus import ResultMessage, TaskRejected
 from flowforge.runtime.outcome import ConnectorFailed, SandboxStopped, Success
@@ -176,17 +174,6 @@ class RunObserver:
         batch.logs.append(
             NewLogLine(step_id, attempt, _now(), level, message, "scheduler", trace_id, span_id)
         )
-
-    async def flush(self, run: ActiveRun, batch: Batch) -> None:
-        """Write the decision's log lines (after its events are stored)."""
-        if not batch.logs:
-            return
-        try:
-            await self.storage.logs.append(run.id, batch.logs)
-        except (StorageError, SQLAlchemyError) as exc:
-            # The run goes on: its events are stored; only these lines are lost.
-            log.warning("run %s: could not store %d log lines: %s", run.id, len(batch.logs), exc)
-        batch.logs.clear()
 
 
 def _now() -> datetime:

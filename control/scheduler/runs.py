@@ -24,6 +24,7 @@ from flowforge.control.storage import (
     StepStatus,
     Timer,
 )
+from flowforge.control.storage.artefacts import NewArtefact
 from flowforge.control.workflow import WorkflowVersion
 from flowforge.runtime.bus import DeadLetter, Delivery, ResultMessage
 
@@ -100,7 +101,8 @@ class Dispatch:
 
 @dataclass(slots=True)
 class Batch:
-    """One decision: the events, timers, tasks and settlements it produces."""
+    """One decision: the events, timers, tasks and settlements it produces (the events,
+    timers, log lines and artefacts are stored in one transaction)."""
 
     events: list[NewEvent] = field(default_factory=list)
     set_timers: dict[str, Timer] = field(default_factory=dict)
@@ -110,7 +112,8 @@ class Batch:
     acks: list[Delivery[Any]] = field(default_factory=list)
     futures: list[asyncio.Future[None]] = field(default_factory=list)
     external: list[Event] = field(default_factory=list)  # appended by another process
-    logs: list[NewLogLine] = field(default_factory=list)  # step log lines, after the events
+    logs: list[NewLogLine] = field(default_factory=list)  # step log lines
+    artefacts: list[NewArtefact] = field(default_factory=list)  # step inputs and outputs
     full_scan: bool = False
 
     def set_timer(self, timer: Timer) -> None:

@@ -62,7 +62,7 @@ from flowforge.runtime.bus import (
 from flowforge.runtime.canonical import canonical_json
 from flowforge.runtime.outcome import ConnectorFailed, SandboxStopped, Success
 
-from .audit_hooks import capture_artefacts, record_secret_read
+from .audit_hooks import record_secret_read, step_artefacts
 from .breaker import BreakerBoard, BreakerKey, BreakerView, target_host
 from .catalog import CatalogError, VersionCatalog
 from .group_commit import GroupCommit
@@ -236,7 +236,6 @@ class Scheduler:
             task.cancel()
         if self._drains:
             await asyncio.gather(*self._drains, return_exceptions=True)
-        await self.storage.artefacts.flush()  # AUD: what capture still has queued
         for run in self._runs.values():
             for handle in run.timers.values():
                 handle.cancel()
@@ -299,8 +298,7 @@ class Scheduler:
             row = new_run_row(
                 run_id, workflow=version.name, version=version.version, project=project, input=input
             )
-            timers = list(batch.set_timers.values())
-            await self._group.append(AppendRequest(run_id, 0, batch.events, timers, (), row))
+            await self._commit(run, batch, row)
         except BaseException:
             self._forget(run)
             raise
@@ -544,14 +542,28 @@ class Scheduler:
         if run.state.status.finished:
             self._finish(run)
 
-    async def _commit(self, run: ActiveRun, batch: Batch) -> None:
-        if not batch.events and not batch.set_timers and not batch.clear_timers:
+    async def _commit(
+        self, run: ActiveRun, batch: Batch, new_run: dict[str, Any] | None = None
+    ) -> None:
+        """Store the decision: its events, timers, log lines and artefacts (and, with
+        `new_run`, the run's row) in one append."""
+        batch.artefacts = await step_artefacts(self.secrets, run, batch)  # AUD: artefacts
+        if new_run is None and not (
+            batch.events or batch.set_timers or batch.clear_timers or batch.logs
+        ):
             return
         expected = run.state.last_seq - len(batch.events)
-        timers = list(batch.set_timers.values())
-        appended = await self._group.append(
-            AppendRequest(run.id, expected, batch.events, timers, batch.clear_timers)
+        request = AppendRequest(
+            run.id,
+            expected,
+            batch.events,
+            list(batch.set_timers.values()),
+            batch.clear_timers,
+            new_run,
+            batch.logs,
+            batch.artefacts,
         )
+        appended = await self._group.append(request)
         if appended.duplicates:
             # Someone else recorded some of these already: our state is not the log's.
             raise ConcurrencyConflict(run.id, expected, appended.last_seq)
@@ -566,7 +578,6 @@ class Scheduler:
             self._arm(run, timer)
         if batch.dispatches:
             await self._publish_all(run, batch.dispatches)
-        await capture_artefacts(self.storage, self.secrets, run, batch)  # AUD: step artefacts
         for delivery in batch.acks:
             await _quietly(delivery.ack())
         for future in batch.futures:
@@ -574,7 +585,6 @@ class Scheduler:
                 future.set_result(None)
         if batch.events or batch.external:
             self._announce(run, batch)
-        await self.observer.flush(run, batch)
         if run.state.status.finished:
             self._finish(run)
 

@@ -50,11 +50,12 @@ class Storage:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.events = EventStore(db)
+        self.artefacts = ArtefactStore(db)
+        self.events = EventStore(db, self.artefacts.max_bytes)
         self.versions = VersionStore(db)
         self.tokens, self.projects = TokenStore(db), ProjectStore(db)
         self.logs = LogStore(db)
-        self.audit, self.artefacts = AuditLog(db), ArtefactStore(db)
+        self.audit = AuditLog(db)
 
     @classmethod
     async def open(cls, url: str) -> Storage:

@@ -6,21 +6,16 @@ to it from `step_artefacts` (run, step, attempt, kind input|output). A body larg
 size limit is recorded by digest and size with no body (`truncated`). `prune` drops the
 links of runs finished before a cutoff, then every blob no link needs any more.
 
-The scheduler hands artefacts over with `submit`, which only queues them: a background
-task writes everything queued in one transaction a moment later (`LINGER_S`), so capture
-does not add a transaction to every step (bench/audit.py measures it). `flush` writes
-the queue now; the scheduler flushes when a run finishes and when it stops, so a finished
-run's artefacts are stored before anyone is told it finished. A crash loses what was
-still queued (at most `LINGER_S` of captures); the run's events are not affected.
+The scheduler writes a decision's artefacts in the transaction that appends its events
+(`AppendRequest.artefacts`, written by `write_artefacts`): a step's result and its output
+artefact are stored together or not at all, and capture costs no commit of its own
+(bench/audit.py measures what it does cost). `capture` writes artefacts on their own.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,13 +42,11 @@ from flowforge.runtime.canonical import canonical_json
 from flowforge.runtime.secrets import Scrubber
 
 from .database import Database
+from .driver_sql import DriverSQL
 from .errors import StorageError
 from .models import RUNS, Base, UTCDateTime, _table
 
-log = logging.getLogger("flowforge.artefacts")
-
 MAX_BYTES_ENV: Final = "FLOWFORGE_ARTEFACT_MAX_BYTES"
-LINGER_S: Final = 0.05
 DEFAULT_MAX_BYTES: Final = 1024 * 1024
 Kind = Literal["input", "output"]
 KINDS: Final = ("input", "output")
@@ -156,67 +149,49 @@ def default_max_bytes() -> int:
     return value
 
 
-_INSERTS: dict[tuple[str, str], Any] = {}
+_INSERT_BLOBS: Final = (
+    "INSERT INTO artefact_blobs (digest, size, body, created_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+_INSERT_LINKS: Final = (
+    "INSERT INTO step_artefacts (run_id, step, attempt, kind, digest, size, truncated, "
+    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
 
 
-def _insert_ignoring_duplicates(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    dialect = conn.dialect.name
-    statement = _INSERTS.get((dialect, table.name))
-    if statement is None:  # built once per table and dialect: building costs more than running
-        # Imported here: the PostgreSQL dialect module costs a CLI a quarter second to load.
-        if dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            statement = postgresql.insert(table).on_conflict_do_nothing()
-        else:
-            from sqlalchemy.dialects import sqlite
-
-            statement = sqlite.insert(table).on_conflict_do_nothing()
-        _INSERTS[(dialect, table.name)] = statement
-    conn.execute(statement, rows)
-
-
-def _capture(
-    conn: Connection, entries: Sequence[tuple[str, NewArtefact]], max_bytes: int
+def write_artefacts(
+    sql: DriverSQL, entries: Sequence[tuple[str, NewArtefact]], max_bytes: int
 ) -> list[ArtefactRef]:
+    """Store (run id, artefact) pairs in the caller's transaction: each body once per
+    digest (only digest and size when over `max_bytes`), each attempt linked to its body;
+    an attempt already linked keeps its first record."""
     now = datetime.now(UTC)
-    blobs: dict[str, dict[str, Any]] = {}
+    stamp = sql.timestamp(now)
+    blobs: dict[str, tuple[str, int, bytes | None, object]] = {}
     links: dict[tuple[str, str, int, str], ArtefactRef] = {}
     for run_id, item in entries:
         digest = hashlib.sha256(item.body).hexdigest()
         size = len(item.body)
         truncated = size > max_bytes
-        blobs.setdefault(
-            digest,
-            {
-                "digest": digest,
-                "size": size,
-                "body": None if truncated else item.body,
-                "created_at": now,
-            },
-        )
+        blobs.setdefault(digest, (digest, size, None if truncated else item.body, stamp))
         ref = ArtefactRef(run_id, item.step, item.attempt, item.kind, digest, size, truncated, now)
         links.setdefault((run_id, item.step, item.attempt, item.kind), ref)
     # Sorted, so that two writers on PostgreSQL take the blob rows' locks in one order.
-    _insert_ignoring_duplicates(conn, BLOBS, [blobs[d] for d in sorted(blobs)])
-    _insert_ignoring_duplicates(
-        conn,
-        LINKS,
-        [
-            {
-                "run_id": r.run_id,
-                "step": r.step,
-                "attempt": r.attempt,
-                "kind": r.kind,
-                "digest": r.digest,
-                "size": r.size,
-                "truncated": r.truncated,
-                "created_at": r.created_at,
-            }
+    sql.execute_many(_INSERT_BLOBS, [blobs[d] for d in sorted(blobs)])
+    sql.execute_many(
+        _INSERT_LINKS,
+        (
+            (r.run_id, r.step, r.attempt, r.kind, r.digest, r.size, r.truncated, stamp)
             for r in links.values()
-        ],
+        ),
     )
     return list(links.values())
+
+
+def _capture(
+    conn: Connection, entries: Sequence[tuple[str, NewArtefact]], max_bytes: int
+) -> list[ArtefactRef]:
+    return write_artefacts(DriverSQL(conn), entries, max_bytes)
 
 
 def _ref(row: Row[Any]) -> ArtefactRef:
@@ -258,56 +233,18 @@ def _prune(conn: Connection, cutoff: datetime) -> PruneReport:
 class ArtefactStore:
     """Capture, list, fetch and prune step artefacts."""
 
-    def __init__(
-        self, db: Database, max_bytes: int | None = None, linger_s: float = LINGER_S
-    ) -> None:
+    def __init__(self, db: Database, max_bytes: int | None = None) -> None:
         self.db = db
         # Read once: a scheduler captures with the limit it was started with.
         self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
-        self.linger_s = linger_s
-        self._queued: list[tuple[str, NewArtefact]] = []
-        self._writer: asyncio.Task[None] | None = None
-        self._now: asyncio.Event | None = None  # set: write without waiting out the linger
 
     async def capture(self, run_id: str, items: Sequence[NewArtefact]) -> list[ArtefactRef]:
-        """Record the bodies (once per digest) and link them to their step attempts, now;
-        an attempt already linked keeps its first record."""
+        """Record the bodies (once per digest) and link them to their step attempts, now,
+        in a transaction of their own."""
         if not items:
             return []
         entries = [(run_id, item) for item in items]
         return await self.db.transaction(_capture, entries, self.max_bytes)
-
-    @property
-    def queued(self) -> int:
-        """How many submitted artefacts are not yet written."""
-        return len(self._queued)
-
-    def submit(self, run_id: str, items: Sequence[NewArtefact]) -> None:
-        """Queue artefacts for the background writer (see the module doc)."""
-        if not items:
-            return
-        self._queued.extend((run_id, item) for item in items)
-        if self._writer is None or self._writer.done():
-            self._now = asyncio.Event()
-            self._writer = asyncio.get_running_loop().create_task(self._write_queued(self._now))
-
-    async def flush(self) -> None:
-        """Write everything queued so far, and wait until it is stored."""
-        while self._writer is not None and not self._writer.done():
-            if self._now is not None:
-                self._now.set()
-            await asyncio.shield(self._writer)
-
-    async def _write_queued(self, now: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(now.wait(), self.linger_s)
-        while self._queued:
-            entries, self._queued = self._queued, []
-            try:
-                await self.db.transaction(_capture, entries, self.max_bytes)
-            except Exception:
-                # The run goes on without them; say how many were lost and why.
-                log.exception("could not store %d step artefacts", len(entries))
 
     async def list(self, run_id: str, *, step: str | None = None) -> list[ArtefactRef]:
         """The run's artefacts in the order they were captured."""
@@ -340,7 +277,6 @@ class ArtefactStore:
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "KINDS",
-    "LINGER_S",
     "MAX_BYTES_ENV",
     "ArtefactError",
     "ArtefactRef",
@@ -349,4 +285,5 @@ __all__ = [
     "PruneReport",
     "artefact_body",
     "default_max_bytes",
+    "write_artefacts",
 ]

@@ -5,7 +5,13 @@ PostgreSQL runs it on the async engine through `run_sync` (asyncpg underneath). 
 it on a synchronous engine in a thread of its own: the aiosqlite adapter pays several
 thread hops per statement, which made an event append cost about five times as much (see
 bench/storage.py); one hop per transaction keeps an append to a few hundred microseconds.
-One thread also means this process's SQLite writes never contend with each other.
+
+`hot_transaction` is for the scheduler's appends, short and bounded: on SQLite it runs on
+the event loop's own thread. Even one hop there and back (a wake-up of each thread, and the
+GIL changing hands) cost as much as the append itself on a 2-core machine (bench/storage.py
+prints both), and the loop waited for the append anyway: the step after it cannot be
+dispatched before its dispatch event is stored. The loop and the database thread are one
+writer each, so SQLite's lock only ever has two contenders in this process.
 """
 
 from __future__ import annotations
@@ -64,6 +70,16 @@ class Database:
                 return fn(conn, *args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, job)
+
+    async def hot_transaction(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """As `transaction`, for short writes of bounded size on the hot path: SQLite runs
+        them on the calling thread (see the module doc)."""
+        if self._sqlite is None:
+            return await self.transaction(fn, *args, **kwargs)
+        with self._sqlite.begin() as conn:
+            return fn(conn, *args, **kwargs)
 
     async def close(self) -> None:
         if self._thread is not None:

@@ -5,6 +5,9 @@ An append is one transaction (or a share of one: `append_many` writes several ru
 appends with one commit): drop the events whose idempotency key the run already holds,
 compare-and-set the run's `last_seq` (a stale `expected_seq` is a `ConcurrencyConflict`),
 insert the events, refresh the run's cached status, and set or clear the run's timers.
+What the same decision records besides its events (step log lines, step artefacts) rides in
+the same transaction: it is stored with the events or not at all, and costs no commit of
+its own.
 The statements of the hot path are built once, with bind parameters, so each append only
 binds values (building and cache-keying a statement costs more than running it).
 """
@@ -18,15 +21,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from flowforge.runtime.canonical import canonical_json
 
+from .artefacts import NewArtefact, write_artefacts
 from .database import Database
+from .driver_sql import DriverSQL, placeholders
 from .errors import ConcurrencyConflict, DuplicateRun, RunFinished, StorageError, UnknownRun
+from .logs import NewLogLine, write_log_lines
 from .models import EVENTS, RUNS, TIMERS
 from .records import (
     UNFINISHED,
@@ -42,34 +48,40 @@ from .records import (
 )
 from .state import advance_status, advance_waiting
 
-# The run's row and, joined to it, which of the given idempotency keys it already holds:
-# one round trip for both checks.
+# The hot path's statements (see driver_sql.py). The run's row and, joined to it, which
+# of the given idempotency keys it already holds: one round trip for both checks.
 _RUN_AND_KEYS: Final = (
-    select(RUNS.c.last_seq, RUNS.c.status, RUNS.c.waiting_approval, EVENTS.c.idempotency_key)
-    .select_from(
-        RUNS.outerjoin(
-            EVENTS,
-            and_(
-                EVENTS.c.run_id == RUNS.c.id,
-                EVENTS.c.idempotency_key.in_(bindparam("keys", expanding=True)),
-            ),
-        )
-    )
-    .where(RUNS.c.id == bindparam("run"))
+    "SELECT runs.last_seq, runs.status, runs.waiting_approval, events.idempotency_key "
+    "FROM runs LEFT OUTER JOIN events ON events.run_id = runs.id "
+    "AND events.idempotency_key IN ({keys}) WHERE runs.id = ?"
 )
+_RUN: Final = "SELECT last_seq, status, waiting_approval, NULL FROM runs WHERE id = ?"
 _CAS: Final = (
-    update(RUNS)
-    .where(RUNS.c.id == bindparam("run"), RUNS.c.last_seq == bindparam("expected"))
-    .values(
-        last_seq=bindparam("new_seq"),
-        status=bindparam("new_status"),
-        waiting_approval=bindparam("new_waiting"),
-        updated_at=bindparam("now"),
-        finished_at=bindparam("finished"),
-    )
+    "UPDATE runs SET last_seq = ?, status = ?, waiting_approval = ?, updated_at = ?, "
+    "finished_at = ? WHERE id = ? AND last_seq = ?"
 )
-_INSERT_EVENTS: Final = insert(EVENTS)
-_INSERT_RUN: Final = insert(RUNS)
+_RUN_COLUMNS: Final = (
+    "id",
+    "workflow",
+    "version",
+    "project",
+    "input",
+    "status",
+    "last_seq",
+    "waiting_approval",
+)
+_INSERT_RUN: Final = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}, created_at, updated_at, finished_at) "
+    f"VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 3))})"
+)
+_INSERT_EVENTS: Final = (
+    "INSERT INTO events (run_id, seq, type, data, at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_DELETE_TIMERS: Final = "DELETE FROM timers WHERE run_id = ?"
+_DELETE_SOME_TIMERS: Final = "DELETE FROM timers WHERE run_id = ? AND key IN ({keys})"
+_INSERT_TIMERS: Final = (
+    "INSERT INTO timers (run_id, key, kind, due_at, data) VALUES (?, ?, ?, ?, ?)"
+)
 _READ: Final = (
     select(EVENTS)
     .where(EVENTS.c.run_id == bindparam("run"), EVENTS.c.seq > bindparam("after"))
@@ -80,7 +92,9 @@ _LAST_SEQ: Final = select(RUNS.c.last_seq).where(RUNS.c.id == bindparam("run"))
 
 @dataclass(frozen=True, slots=True)
 class AppendRequest:
-    """One run's append (or, with `new_run`, its creation) for `EventStore.append_many`."""
+    """One run's append (or, with `new_run`, its creation) for `EventStore.append_many`,
+    with the step log lines and artefacts of the same decision (written only when its
+    events are: not for an append whose events were all stored already)."""
 
     run_id: str
     expected_seq: int
@@ -88,6 +102,8 @@ class AppendRequest:
     set_timers: Sequence[Timer] = ()
     clear_timers: Collection[str] = ()
     new_run: dict[str, Any] | None = None  # the run's row, from `new_run_row`
+    logs: Sequence[NewLogLine] = ()
+    artefacts: Sequence[NewArtefact] = ()
 
 
 def new_run_row(
@@ -159,33 +175,32 @@ def _fresh(events: Sequence[NewEvent], held: set[str]) -> tuple[list[NewEvent], 
     return fresh, tuple(duplicates)
 
 
-def _append(
-    conn: Connection,
-    run_id: str,
-    expected_seq: int,
-    events: Sequence[NewEvent],
-    set_timers: Sequence[Timer],
-    clear_timers: Collection[str],
-    new_run: dict[str, Any] | None,
-) -> Appended:
+def _append(sql: DriverSQL, request: AppendRequest) -> Appended:
+    run_id, expected_seq, events = request.run_id, request.expected_seq, request.events
     now = datetime.now(UTC)
-    if new_run is not None:
-        conn.execute(_INSERT_RUN, {**new_run, "created_at": now, "updated_at": now})
+    stamp = sql.timestamp(now)
+    if request.new_run is not None:
+        row = request.new_run
+        sql.execute(_INSERT_RUN, [*(row[c] for c in _RUN_COLUMNS), stamp, stamp, None])
     keys = sorted({e.key for e in events if e.key is not None})
-    rows = conn.execute(_RUN_AND_KEYS, {"run": run_id, "keys": keys}).all()
+    if keys:
+        query = _RUN_AND_KEYS.format(keys=placeholders(len(keys)))
+        rows = sql.rows(query, [*keys, run_id])
+    else:
+        rows = sql.rows(_RUN, [run_id])
     if not rows:
         raise UnknownRun(run_id)
-    run = rows[0]
-    fresh, duplicates = _fresh(events, {r.idempotency_key for r in rows if r.idempotency_key})
+    stored_seq, stored_status, stored_waiting, _key = rows[0]
+    fresh, duplicates = _fresh(events, {r[3] for r in rows if r[3]})
     if events and not fresh:
-        return Appended(run.last_seq, (), duplicates)
-    if run.last_seq != expected_seq:
-        raise ConcurrencyConflict(run_id, expected_seq, run.last_seq)
-    status = RunStatus(run.status)
+        return Appended(stored_seq, (), duplicates)
+    if stored_seq != expected_seq:
+        raise ConcurrencyConflict(run_id, expected_seq, stored_seq)
+    status = RunStatus(stored_status)
     if fresh and status.finished:
         raise RunFinished(run_id, status.value)
 
-    waiting = set(json.loads(run.waiting_approval))
+    waiting = set(json.loads(stored_waiting))
     stored: list[Event] = []
     for offset, new in enumerate(fresh, start=1):
         data = dict(new.data)
@@ -193,91 +208,64 @@ def _append(
         advance_waiting(waiting, new.type, data)
         status = advance_status(status, new.type, bool(waiting))
     last_seq = expected_seq + len(stored)
-    changes = {
-        "run": run_id,
-        "expected": expected_seq,
-        "new_seq": last_seq,
-        "new_status": status.value,
-        "new_waiting": _json(sorted(waiting)),
-        "now": now,
-        "finished": now if status.finished else None,
-    }
+    finished = stamp if status.finished else None
     # The compare-and-set; it also takes the run's write lock before the inserts.
-    if conn.execute(_CAS, changes).rowcount != 1:
+    changes = [last_seq, status.value, _json(sorted(waiting)), stamp, finished]
+    if sql.execute(_CAS, [*changes, run_id, expected_seq]) != 1:
         raise ConcurrencyConflict(run_id, expected_seq, None)
-    if stored:
-        conn.execute(
-            _INSERT_EVENTS,
-            [
-                {
-                    "run_id": run_id,
-                    "seq": e.seq,
-                    "type": e.type.value,
-                    "data": _json(e.data),
-                    "at": e.at,
-                    "idempotency_key": e.key,
-                }
-                for e in stored
-            ],
-        )
-    _write_timers(conn, run_id, set_timers, clear_timers, status.finished)
+    sql.execute_many(
+        _INSERT_EVENTS,
+        ((run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key) for e in stored),
+    )
+    _write_timers(sql, run_id, request.set_timers, request.clear_timers, status.finished)
+    if request.logs:
+        write_log_lines(sql, run_id, request.logs)
     return Appended(last_seq, tuple(stored), duplicates)
 
 
 def _append_many(
-    conn: Connection, requests: Sequence[AppendRequest]
+    conn: Connection, requests: Sequence[AppendRequest], artefact_max_bytes: int
 ) -> list[Appended | StorageError]:
     """Each request as `_append` does it; a conflict is returned in its place. `_append`
-    raises those before it writes anything, so the others still commit."""
+    raises those before it writes anything, so the others still commit. The artefacts of
+    every request written go in together (one insert for the bodies, one for the links)."""
+    sql = DriverSQL(conn)
     outcomes: list[Appended | StorageError] = []
-    for r in requests:
+    artefacts: list[tuple[str, NewArtefact]] = []
+    for request in requests:
         try:
-            outcomes.append(
-                _append(
-                    conn,
-                    r.run_id,
-                    r.expected_seq,
-                    r.events,
-                    r.set_timers,
-                    r.clear_timers,
-                    r.new_run,
-                )
-            )
+            appended = _append(sql, request)
         except (ConcurrencyConflict, RunFinished, UnknownRun) as exc:
             outcomes.append(exc)
+            continue
+        outcomes.append(appended)
+        if appended.events or not request.events:
+            artefacts.extend((request.run_id, item) for item in request.artefacts)
+    if artefacts:
+        write_artefacts(sql, artefacts, artefact_max_bytes)
     return outcomes
 
 
 def _write_timers(
-    conn: Connection,
+    sql: DriverSQL,
     run_id: str,
     set_timers: Sequence[Timer],
     clear_timers: Collection[str],
     finished: bool,
 ) -> None:
     if finished:
-        conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id))
+        sql.execute(_DELETE_TIMERS, [run_id])
         return
     for timer in set_timers:
         if timer.run_id != run_id:
             raise ValueError(f"timer {timer.key!r} is for run {timer.run_id}, not {run_id}")
-    moved = set(clear_timers) | {t.key for t in set_timers}
+    moved = sorted(set(clear_timers) | {t.key for t in set_timers})
     if moved:
-        conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id, TIMERS.c["key"].in_(moved)))
-    if set_timers:
-        conn.execute(
-            insert(TIMERS),
-            [
-                {
-                    "run_id": run_id,
-                    "key": t.key,
-                    "kind": t.kind.value,
-                    "due_at": t.due_at,
-                    "data": _json(t.data),
-                }
-                for t in set_timers
-            ],
-        )
+        sql.execute(_DELETE_SOME_TIMERS.format(keys=placeholders(len(moved))), [run_id, *moved])
+    sql.execute_many(
+        _INSERT_TIMERS,
+        ((run_id, t.key, t.kind.value, sql.timestamp(t.due_at), _json(t.data)) for t in set_timers),
+    )
 
 
 def _read(conn: Connection, run_id: str, after_seq: int, limit: int | None) -> list[Event]:
@@ -312,10 +300,12 @@ def _timers(conn: Connection, where: ColumnElement[bool] | None, limit: int | No
 
 
 class EventStore:
-    """Runs, their event logs and their timers."""
+    """Runs, their event logs and their timers (and, written with a decision's events, its
+    step log lines and artefacts: bodies over `artefact_max_bytes` keep only a digest)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, artefact_max_bytes: int) -> None:
         self.db = db
+        self.artefact_max_bytes = artefact_max_bytes
 
     async def create_run(
         self,
@@ -336,9 +326,7 @@ class EventStore:
         """One request in a transaction of its own."""
         r = request
         try:
-            return await self.db.transaction(
-                _append, r.run_id, r.expected_seq, r.events, r.set_timers, r.clear_timers, r.new_run
-            )
+            [outcome] = await self.db.hot_transaction(_append_many, [r], self.artefact_max_bytes)
         except IntegrityError as exc:
             actual = await self.db.transaction(_last_seq, r.run_id)
             if r.new_run is not None:
@@ -348,6 +336,9 @@ class EventStore:
             # Another writer stored the same seq or idempotency key between our check and
             # our insert: the same situation as a stale expected_seq.
             raise ConcurrencyConflict(r.run_id, r.expected_seq, actual) from exc
+        if isinstance(outcome, StorageError):
+            raise outcome
+        return outcome
 
     async def append_many(self, requests: Sequence[AppendRequest]) -> list[Appended | Exception]:
         """Several runs' appends (and creations) in one transaction: one commit, where
@@ -360,7 +351,9 @@ class EventStore:
         """
         ordered = sorted(range(len(requests)), key=lambda i: requests[i].run_id)
         try:
-            done = await self.db.transaction(_append_many, [requests[i] for i in ordered])
+            done = await self.db.hot_transaction(
+                _append_many, [requests[i] for i in ordered], self.artefact_max_bytes
+            )
         except IntegrityError:
             # One of them broke a constraint (a duplicate run, another writer's race) and
             # the whole transaction rolled back: one transaction each, so only it fails.

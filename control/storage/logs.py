@@ -3,7 +3,8 @@ secret values by the sandbox) and what the worker and scheduler said about them 
 scheduled, breaker opened, dead letter), with the trace ids that tie each line to its span.
 
 Lines are numbered per run (1, 2, ...), so a reader that follows a run passes back the last
-`seq` it saw. The scheduler appends one batch per decision, not one row per line.
+`seq` it saw. The scheduler writes a decision's lines in the transaction that appends its
+events (see events.py), not a transaction of their own.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, get_args
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Table, Text, func, select
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Table, Text, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .database import Database
+from .driver_sql import DriverSQL
 from .errors import UnknownRun
-from .models import RUNS, Base, UTCDateTime
+from .models import Base, UTCDateTime
 
 LogSource = Literal["connector", "worker", "scheduler"]
 LOG_SOURCES: Final[tuple[LogSource, ...]] = get_args(LogSource)
@@ -101,34 +103,45 @@ def _source(value: str) -> LogSource:
     raise ValueError(f"stored log line has an unknown source {value!r}")
 
 
-def _append(conn: Connection, run_id: str, lines: Sequence[NewLogLine]) -> None:
-    last_seq = select(func.coalesce(func.max(STEP_LOGS.c.seq), 0)).where(
-        STEP_LOGS.c.run_id == run_id
-    )
-    found = conn.execute(
-        select(RUNS.c.id, last_seq.scalar_subquery()).where(RUNS.c.id == run_id)
-    ).first()
-    if found is None:
+_LAST_LINE: Final = (
+    "SELECT runs.id, (SELECT COALESCE(MAX(seq), 0) FROM step_logs WHERE run_id = ?) "
+    "FROM runs WHERE runs.id = ?"
+)
+_INSERT_LINES: Final = (
+    "INSERT INTO step_logs (run_id, seq, step, attempt, at, level, message, source, "
+    "trace_id, span_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def write_log_lines(sql: DriverSQL, run_id: str, lines: Sequence[NewLogLine]) -> None:
+    """Append `lines` to the run's log, numbered after its last line, in the caller's
+    transaction (`LogStore.append`, or a decision's append in events.py)."""
+    found = sql.rows(_LAST_LINE, [run_id, run_id])
+    if not found:
         raise UnknownRun(run_id)
-    first = int(found[1]) + 1
-    conn.execute(
-        STEP_LOGS.insert(),
-        [
-            {
-                "run_id": run_id,
-                "seq": seq,
-                "step": line.step,
-                "attempt": line.attempt,
-                "at": line.at,
-                "level": line.level,
-                "message": line.message,
-                "source": line.source,
-                "trace_id": line.trace_id,
-                "span_id": line.span_id,
-            }
+    first = int(found[0][1]) + 1
+    sql.execute_many(
+        _INSERT_LINES,
+        (
+            (
+                run_id,
+                seq,
+                line.step,
+                line.attempt,
+                sql.timestamp(line.at),
+                line.level,
+                line.message,
+                line.source,
+                line.trace_id,
+                line.span_id,
+            )
             for seq, line in enumerate(lines, start=first)
-        ],
+        ),
     )
+
+
+def _append(conn: Connection, run_id: str, lines: Sequence[NewLogLine]) -> None:
+    write_log_lines(DriverSQL(conn), run_id, lines)
 
 
 def _read(conn: Connection, query: Any) -> list[LogRecord]:
@@ -199,4 +212,5 @@ __all__ = [
     "LogStore",
     "NewLogLine",
     "StepLogRow",
+    "write_log_lines",
 ]

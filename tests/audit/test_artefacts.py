@@ -16,7 +16,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
 from flowforge.control.secrets import SecretBox, SecretStore, load_master_key
-from flowforge.control.storage import RunStatus, Storage
+from flowforge.control.storage import (
+    ConcurrencyConflict,
+    EventType,
+    NewEvent,
+    RunStatus,
+    Storage,
+)
 from flowforge.control.storage.artefacts import (
     BLOBS,
     ArtefactError,
@@ -25,9 +31,10 @@ from flowforge.control.storage.artefacts import (
     artefact_body,
 )
 from flowforge.control.storage.audit import SECRET_READ
+from flowforge.control.storage.events import AppendRequest
 from flowforge.runtime.canonical import canonical_json
 from tests.cli import run_cli
-from tests.control.scheduler.conftest import OpenEngine, Packages, until
+from tests.control.scheduler.conftest import OpenEngine, Packages
 from tests.observability.secret_grep import SecretGrep
 
 SECRET = "s3cr3t-value-42"
@@ -122,21 +129,30 @@ async def test_prune_removes_old_finished_runs_and_unused_bodies(
     assert await _blob_count(storage) == 2
 
 
-async def test_submitted_artefacts_are_written_together_on_flush(
+async def test_artefacts_are_stored_with_their_events_or_not_at_all(
     storage: Storage, version: str
 ) -> None:
     await _run(storage, version, "r1")
-    await _run(storage, version, "r2")
-    lazy = ArtefactStore(storage.db, linger_s=3600)  # only a flush writes
-    lazy.submit("r1", [NewArtefact("s", 1, "input", artefact_body("a"))])
-    lazy.submit("r2", [NewArtefact("s", 1, "input", artefact_body("a"))])
-    await asyncio.sleep(0)
+    output = NewArtefact("s", 1, "output", artefact_body({"v": 1}))
+    done = NewEvent(EventType.STEP_SUCCEEDED, {"step": "s", "attempt": 1}, "result/s/1")
+    stale = AppendRequest("r1", 5, [done], artefacts=[output])  # the run is at seq 0
+    [conflict] = await storage.events.append_many([stale])
+    assert isinstance(conflict, ConcurrencyConflict)
     assert await storage.artefacts.list("r1") == []
-    await lazy.flush()
-    assert [r.step for r in await storage.artefacts.list("r1")] == ["s"]
-    assert [r.step for r in await storage.artefacts.list("r2")] == ["s"]
+    assert await _blob_count(storage) == 0
+
+    [appended] = await storage.events.append_many(
+        [AppendRequest("r1", 0, [done], artefacts=[output])]
+    )
+    assert not isinstance(appended, Exception) and appended.last_seq == 1
+    assert [(r.step, r.kind) for r in await storage.artefacts.list("r1")] == [("s", "output")]
+
+    # The same result again (a redelivery): its events are already stored, so are these.
+    again = NewArtefact("s", 1, "output", artefact_body({"v": "different"}))
+    redelivered = AppendRequest("r1", 0, [done], artefacts=[again])
+    [repeat] = await storage.events.append_many([redelivered])
+    assert not isinstance(repeat, Exception) and repeat.duplicates == ("result/s/1",)
     assert await _blob_count(storage) == 1
-    await lazy.flush()  # nothing queued: returns at once
 
 
 def test_secret_values_are_masked_before_hashing() -> None:
@@ -201,17 +217,20 @@ steps:
 """
 
 
-async def test_an_unfinished_runs_artefacts_are_stored_when_the_scheduler_stops(
+async def test_an_unfinished_runs_artefacts_are_stored_as_its_steps_finish(
     packages: Packages, open_engine: OpenEngine
 ) -> None:
     engine = await open_engine()
-    engine.storage.artefacts.linger_s = 3600  # nothing is written until a flush
     run_id = await engine.start_run(packages.workflow(PAUSED), {"amount": 5})
-    run = engine.scheduler.active(run_id)
-    assert run is not None
-    await until(lambda: engine.storage.artefacts.queued == 2, 10, "prepare's input and output")
-    assert run.state.waiting_approval
-    assert await engine.storage.artefacts.list(run_id) == []
+    for _ in range(1000):  # until prepare's result is stored (sign_off waits meanwhile)
+        if any(
+            e.type is EventType.STEP_SUCCEEDED for e in await engine.storage.events.read(run_id)
+        ):
+            break
+        await asyncio.sleep(0.01)
+    assert (await engine.storage.events.run(run_id)).waiting_approval == ("sign_off",)
+    refs = await engine.storage.artefacts.list(run_id)  # no flush, no stop: already stored
+    assert [(r.step, r.kind) for r in refs] == [("prepare", "input"), ("prepare", "output")]
     await engine.close()
     async with await Storage.open(f"sqlite+aiosqlite:///{packages.root / 'flowforge.db'}") as s:
         refs = await s.artefacts.list(run_id)

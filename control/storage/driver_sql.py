@@ -1,0 +1,96 @@
+"""The hot path's statements, as SQL text run on the driver's own cursor.
+
+Running a SQLAlchemy Core statement costs tens of microseconds of Python beyond what the
+database spends on it (SQLite spends 10-20 us on each of an append's statements), and an
+append with its artefacts runs five or six. So the writes of an append (run, events,
+timers, log lines, artefacts) are written once as SQL text with `?` placeholders and run
+on the DB-API cursor of the SQLAlchemy connection, inside its transaction: SQLAlchemy still
+owns the connection, its pool, BEGIN and COMMIT. bench/storage.py prints the append's cost.
+
+Values are bound as the tables' SQLAlchemy types bind them, so every other reader sees the
+same rows: timestamps in UTC, and on SQLite in SQLAlchemy's text format. A driver error is
+raised as SQLAlchemy's (`IntegrityError` ...), as `Connection.execute` raises it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+# SQLAlchemy's SQLite DATETIME storage format (what its DateTime type writes and parses).
+_SQLITE_TIMESTAMP: Final = "%Y-%m-%d %H:%M:%S.%f"
+_PLACEHOLDER: Final = re.compile(r"\?")
+_DOLLARS: dict[str, str] = {}  # `?` text -> `$1, $2 ...` text, translated once each
+
+
+def placeholders(count: int) -> str:
+    """`?, ?, ?` for an IN list of `count` values (at least one)."""
+    if count < 1:
+        raise ValueError("an IN list needs at least one value")
+    return ", ".join("?" * count)
+
+
+def _dollar(sql: str) -> str:
+    translated = _DOLLARS.get(sql)
+    if translated is None:
+        numbers = itertools.count(1)
+        translated = _PLACEHOLDER.sub(lambda _m: f"${next(numbers)}", sql)
+        _DOLLARS[sql] = translated
+    return translated
+
+
+class DriverSQL:
+    """The DB-API cursor of one SQLAlchemy connection (SQLite's pysqlite, or asyncpg
+    through SQLAlchemy's adapter), taking SQL with `?` placeholders."""
+
+    def __init__(self, conn: Connection) -> None:
+        dialect = conn.dialect
+        if dialect.paramstyle not in ("qmark", "numeric_dollar"):
+            raise ValueError(
+                f"no driver SQL for the {dialect.name} paramstyle {dialect.paramstyle}"
+            )
+        self._sqlite = dialect.name == "sqlite"
+        self._dollar = dialect.paramstyle == "numeric_dollar"
+        self._errors: type[Exception] = dialect.loaded_dbapi.Error
+        self._cursor = conn.connection.cursor()
+
+    def timestamp(self, value: datetime) -> datetime | str:
+        """`value` (zone-aware) as a timestamp column binds it."""
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: storage takes zone-aware timestamps")
+        utc = value.astimezone(UTC)
+        return utc.strftime(_SQLITE_TIMESTAMP) if self._sqlite else utc
+
+    def rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows a query returns."""
+        self.execute(sql, params)
+        return [tuple(row) for row in self._cursor.fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one statement; how many rows it changed."""
+        text = _dollar(sql) if self._dollar else sql
+        try:
+            self._cursor.execute(text, tuple(params))
+        except self._errors as exc:
+            raise DBAPIError.instance(text, params, exc, self._errors) from exc
+        return int(self._cursor.rowcount)
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per row of parameters (one call to the driver)."""
+        text = _dollar(sql) if self._dollar else sql
+        batch = [tuple(row) for row in rows]
+        if not batch:
+            return
+        try:
+            self._cursor.executemany(text, batch)
+        except self._errors as exc:
+            raise DBAPIError.instance(text, batch, exc, self._errors) from exc
+
+
+__all__ = ["DriverSQL", "placeholders"]
