@@ -149,14 +149,11 @@ def default_max_bytes() -> int:
     return value
 
 
-_INSERT_BLOBS: Final = (
-    "INSERT INTO artefact_blobs (digest, size, body, created_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING"
-)
+_INSERT_BLOBS: Final = "INSERT INTO artefact_blobs (digest, size, body, created_at)"
 _INSERT_LINKS: Final = (
-    "INSERT INTO step_artefacts (run_id, step, attempt, kind, digest, size, truncated, "
-    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "INSERT INTO step_artefacts (run_id, step, attempt, kind, digest, size, truncated, created_at)"
 )
+_IGNORING_DUPLICATES: Final = " ON CONFLICT DO NOTHING"
 
 
 def write_artefacts(
@@ -177,13 +174,14 @@ def write_artefacts(
         ref = ArtefactRef(run_id, item.step, item.attempt, item.kind, digest, size, truncated, now)
         links.setdefault((run_id, item.step, item.attempt, item.kind), ref)
     # Sorted, so that two writers on PostgreSQL take the blob rows' locks in one order.
-    sql.execute_many(_INSERT_BLOBS, [blobs[d] for d in sorted(blobs)])
-    sql.execute_many(
+    sql.insert(_INSERT_BLOBS, [blobs[d] for d in sorted(blobs)], _IGNORING_DUPLICATES)
+    sql.insert(
         _INSERT_LINKS,
-        (
+        [
             (r.run_id, r.step, r.attempt, r.kind, r.digest, r.size, r.truncated, stamp)
             for r in links.values()
-        ),
+        ],
+        _IGNORING_DUPLICATES,
     )
     return list(links.values())
 

@@ -41,6 +41,9 @@ class Database:
         self._thread = (
             ThreadPoolExecutor(1, thread_name_prefix="flowforge-sqlite") if sqlite else None
         )
+        # The hot transactions' own connection, kept rather than taken from the pool and
+        # given back (and reset) each time: the loop is their only user.
+        self._hot: Connection | None = None
 
     @classmethod
     async def open(cls, url: str) -> Database:
@@ -78,10 +81,15 @@ class Database:
         them on the calling thread (see the module doc)."""
         if self._sqlite is None:
             return await self.transaction(fn, *args, **kwargs)
-        with self._sqlite.begin() as conn:
-            return fn(conn, *args, **kwargs)
+        if self._hot is None:
+            self._hot = self._sqlite.connect()
+        with self._hot.begin():
+            return fn(self._hot, *args, **kwargs)
 
     async def close(self) -> None:
+        if self._hot is not None:
+            self._hot.close()
+            self._hot = None
         if self._thread is not None:
             self._thread.shutdown(wait=True)
         if self._sqlite is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -27,6 +27,8 @@ from sqlalchemy.exc import DBAPIError
 _SQLITE_TIMESTAMP: Final = "%Y-%m-%d %H:%M:%S.%f"
 _PLACEHOLDER: Final = re.compile(r"\?")
 _DOLLARS: dict[str, str] = {}  # `?` text -> `$1, $2 ...` text, translated once each
+# Bound values per statement: under SQLite's oldest limit (999), far under PostgreSQL's.
+_MAX_PARAMS: Final = 990
 
 
 def placeholders(count: int) -> str:
@@ -81,16 +83,20 @@ class DriverSQL:
             raise DBAPIError.instance(text, params, exc, self._errors) from exc
         return int(self._cursor.rowcount)
 
-    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement once per row of parameters (one call to the driver)."""
-        text = _dollar(sql) if self._dollar else sql
-        batch = [tuple(row) for row in rows]
-        if not batch:
+    def insert(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+        """`head VALUES (?, ...), (?, ...) tail` for every row: one statement per
+        `_MAX_PARAMS` values. (A DB-API `executemany` steps SQLite once per row, and every
+        step lets go of the GIL: with sandbox threads waiting for it, each cost the event
+        loop a wait.)"""
+        if not rows:
             return
-        try:
-            self._cursor.executemany(text, batch)
-        except self._errors as exc:
-            raise DBAPIError.instance(text, batch, exc, self._errors) from exc
+        width = len(rows[0])
+        one = "(" + ", ".join("?" * width) + ")"
+        per_statement = max(1, _MAX_PARAMS // width)
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            values = ", ".join([one] * len(chunk))
+            self.execute(f"{head} VALUES {values}{tail}", [v for row in chunk for v in row])
 
 
 __all__ = ["DriverSQL", "placeholders"]

@@ -74,14 +74,10 @@ _INSERT_RUN: Final = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}, created_at, updated_at, finished_at) "
     f"VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 3))})"
 )
-_INSERT_EVENTS: Final = (
-    "INSERT INTO events (run_id, seq, type, data, at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?)"
-)
+_INSERT_EVENTS: Final = "INSERT INTO events (run_id, seq, type, data, at, idempotency_key)"
 _DELETE_TIMERS: Final = "DELETE FROM timers WHERE run_id = ?"
 _DELETE_SOME_TIMERS: Final = "DELETE FROM timers WHERE run_id = ? AND key IN ({keys})"
-_INSERT_TIMERS: Final = (
-    "INSERT INTO timers (run_id, key, kind, due_at, data) VALUES (?, ?, ?, ?, ?)"
-)
+_INSERT_TIMERS: Final = "INSERT INTO timers (run_id, key, kind, due_at, data)"
 _READ: Final = (
     select(EVENTS)
     .where(EVENTS.c.run_id == bindparam("run"), EVENTS.c.seq > bindparam("after"))
@@ -175,7 +171,9 @@ def _fresh(events: Sequence[NewEvent], held: set[str]) -> tuple[list[NewEvent], 
     return fresh, tuple(duplicates)
 
 
-def _append(sql: DriverSQL, request: AppendRequest) -> Appended:
+def _append(sql: DriverSQL, request: AppendRequest, event_rows: list[tuple[Any, ...]]) -> Appended:
+    """Check and record one request; its events are added to `event_rows`, for the caller
+    to insert with the rest of the group's."""
     run_id, expected_seq, events = request.run_id, request.expected_seq, request.events
     now = datetime.now(UTC)
     stamp = sql.timestamp(now)
@@ -213,9 +211,8 @@ def _append(sql: DriverSQL, request: AppendRequest) -> Appended:
     changes = [last_seq, status.value, _json(sorted(waiting)), stamp, finished]
     if sql.execute(_CAS, [*changes, run_id, expected_seq]) != 1:
         raise ConcurrencyConflict(run_id, expected_seq, None)
-    sql.execute_many(
-        _INSERT_EVENTS,
-        ((run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key) for e in stored),
+    event_rows.extend(
+        (run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key) for e in stored
     )
     _write_timers(sql, run_id, request.set_timers, request.clear_timers, status.finished)
     if request.logs:
@@ -227,20 +224,23 @@ def _append_many(
     conn: Connection, requests: Sequence[AppendRequest], artefact_max_bytes: int
 ) -> list[Appended | StorageError]:
     """Each request as `_append` does it; a conflict is returned in its place. `_append`
-    raises those before it writes anything, so the others still commit. The artefacts of
-    every request written go in together (one insert for the bodies, one for the links)."""
+    raises those before it writes anything, so the others still commit. The events of all
+    the requests written go in together, as do their artefacts (statements, not rows, are
+    what an append pays for)."""
     sql = DriverSQL(conn)
     outcomes: list[Appended | StorageError] = []
+    event_rows: list[tuple[Any, ...]] = []
     artefacts: list[tuple[str, NewArtefact]] = []
     for request in requests:
         try:
-            appended = _append(sql, request)
+            appended = _append(sql, request, event_rows)
         except (ConcurrencyConflict, RunFinished, UnknownRun) as exc:
             outcomes.append(exc)
             continue
         outcomes.append(appended)
         if appended.events or not request.events:
             artefacts.extend((request.run_id, item) for item in request.artefacts)
+    sql.insert(_INSERT_EVENTS, event_rows)
     if artefacts:
         write_artefacts(sql, artefacts, artefact_max_bytes)
     return outcomes
@@ -262,9 +262,9 @@ def _write_timers(
     moved = sorted(set(clear_timers) | {t.key for t in set_timers})
     if moved:
         sql.execute(_DELETE_SOME_TIMERS.format(keys=placeholders(len(moved))), [run_id, *moved])
-    sql.execute_many(
+    sql.insert(
         _INSERT_TIMERS,
-        ((run_id, t.key, t.kind.value, sql.timestamp(t.due_at), _json(t.data)) for t in set_timers),
+        [(run_id, t.key, t.kind.value, sql.timestamp(t.due_at), _json(t.data)) for t in set_timers],
     )
 
 

@@ -109,7 +109,7 @@ _LAST_LINE: Final = (
 )
 _INSERT_LINES: Final = (
     "INSERT INTO step_logs (run_id, seq, step, attempt, at, level, message, source, "
-    "trace_id, span_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "trace_id, span_id)"
 )
 
 
@@ -120,9 +120,9 @@ def write_log_lines(sql: DriverSQL, run_id: str, lines: Sequence[NewLogLine]) ->
     if not found:
         raise UnknownRun(run_id)
     first = int(found[0][1]) + 1
-    sql.execute_many(
+    sql.insert(
         _INSERT_LINES,
-        (
+        [
             (
                 run_id,
                 seq,
@@ -136,7 +136,7 @@ def write_log_lines(sql: DriverSQL, run_id: str, lines: Sequence[NewLogLine]) ->
                 line.span_id,
             )
             for seq, line in enumerate(lines, start=first)
-        ),
+        ],
     )
 
 
