@@ -18,7 +18,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -60,6 +60,7 @@ class DriverSQL:
         self._sqlite = dialect.name == "sqlite"
         self._dollar = dialect.paramstyle == "numeric_dollar"
         self._errors: type[Exception] = dialect.loaded_dbapi.Error
+        self._conn = conn
         self._cursor = conn.connection.cursor()
 
     def timestamp(self, value: datetime) -> datetime | str:
@@ -80,8 +81,17 @@ class DriverSQL:
         try:
             self._cursor.execute(text, tuple(params))
         except self._errors as exc:
-            raise DBAPIError.instance(text, params, exc, self._errors) from exc
+            raise self._error(text, params, exc) from exc
         return int(self._cursor.rowcount)
+
+    def _error(self, text: str, params: Sequence[Any], exc: Exception) -> Exception:
+        """SQLAlchemy's error for `exc`; a lost connection is invalidated, as SQLAlchemy
+        does it, so that it is never used again and the error says so."""
+        dbapi_connection = self._conn.connection.dbapi_connection
+        lost = self._conn.dialect.is_disconnect(cast(Any, exc), dbapi_connection, None)
+        if lost:
+            self._conn.invalidate(exc)
+        return DBAPIError.instance(text, params, exc, self._errors, connection_invalidated=lost)
 
     def insert(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
         """`head VALUES (?, ...), (?, ...) tail` for every row: one statement per

@@ -22,6 +22,7 @@ from flowforge.control.storage import (
     TimerKind,
     UnknownRun,
 )
+from tests.pg import admin
 
 E = EventType
 
@@ -249,3 +250,21 @@ async def test_timers_are_set_moved_cleared_and_dropped_at_the_end(
     await events.append("run-1", 3, [NewEvent(E.RUN_SUCCEEDED)])
     assert await events.timers("run-1") == []
     assert await events.next_timer() is None
+
+
+async def test_an_append_survives_the_server_dropping_its_connection(
+    storage: Storage, version: str
+) -> None:
+    if storage.db.dialect != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    await new_run(storage, version, "run-1", "a")
+    database = storage.db.engine.url.database
+    # Every backend of this database goes, as in a server restart: the appends' own
+    # connection included, which must be replaced rather than fail the next append.
+    admin(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+    )
+    appended = await storage.events.append("run-1", 1, [step(E.STEP_DISPATCHED, "a", attempt=1)])
+    assert appended.last_seq == 2
+    assert [e.seq for e in await storage.events.read("run-1")] == [1, 2]
