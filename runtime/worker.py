@@ -144,9 +144,11 @@ class Worker:
     async def _take(self, subscription: Subscription[TaskMessage]) -> Delivery[TaskMessage] | None:
         # A short pull, so a drain is noticed within _POLL_S; a pull in flight when the
         # drain comes is left to finish (cancelling it could strand a fetched task until
-        # its ack wait), and what it brings is still run.
+        # its ack wait), and what it brings is still run. The room is the free slots (the
+        # one just taken included): the bus may bring that many tasks in one request, and
+        # what it still holds when the subscription closes goes back to the queue.
         try:
-            return await subscription.next(_POLL_S)
+            return await subscription.next(_POLL_S, room=self.concurrency - len(self._running))
         except BusError as exc:
             log.warning("worker %s could not take a task: %s", self.worker_id, exc)
             await asyncio.sleep(_POLL_S)

@@ -76,11 +76,19 @@ class Delivery(Protocol[M_co]):
 
 class Subscription(ABC, Generic[M]):
     """A pull subscription: `next()` takes one delivery when the caller has room for it,
-    so a worker never holds more than it can run."""
+    so a worker never holds more than it can run. One caller at a time."""
 
     @abstractmethod
-    async def next(self, timeout: float | None = None) -> Delivery[M] | None:
-        """The next delivery, or None when `timeout` seconds passed with nothing to take."""
+    async def next(
+        self, timeout: float | None = None, *, room: int | None = None
+    ) -> Delivery[M] | None:
+        """The next delivery, or None when `timeout` seconds passed with nothing to take.
+
+        `room`: how many deliveries the caller would start at once, this one included (a
+        worker's free slots; unset: the subscription's own default). A transport may ask
+        its server for that many in one go and hand the others out from the next calls;
+        it never asks for more, so nothing it holds waits for a caller that has no room.
+        What it holds when closed is negatively acknowledged (delivered again at once)."""
 
     @abstractmethod
     async def close(self) -> None:

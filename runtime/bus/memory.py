@@ -229,7 +229,10 @@ class _MemorySubscription(Subscription[M]):
         self._queue = queue
         self._closed = False
 
-    async def next(self, timeout: float | None = None) -> Delivery[M] | None:
+    async def next(
+        self, timeout: float | None = None, *, room: int | None = None
+    ) -> Delivery[M] | None:
+        # Nothing is held here: the queue hands a message over when it is taken.
         if self._closed or self._bus.closed:
             return None
         return await self._queue.get(timeout)

@@ -17,7 +17,12 @@ Losing the server: the client reconnects for ever. A publish that fails for a re
 passes (no reply in time, no JetStream responder while the server restarts) is sent again
 with the same message id until `publish_patience` seconds have gone, so the server keeps
 one copy; only then is it a BusError. A pull whose consumer the server no longer knows
-(its store was lost) re-creates the stream and the consumer and goes on.
+(its store was lost: the pull goes unanswered; or the consumer was deleted) re-creates the
+stream and the consumer and goes on.
+
+Pulls: a subscription sends the consumer's pull requests itself and asks for as many
+messages as its taker has room for (a worker: its free slots), so a burst arrives on one
+request and nothing waits in a process that cannot start it (see `_NatsSubscription`).
 
 Dead letters: the task consumer lets the server deliver one more time than `max_deliver`;
 a subscriber that receives that extra delivery publishes a `DeadLetter` saying why and
@@ -29,7 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic
 
@@ -38,7 +45,8 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.aio.subscription import Subscription as NatsSub
+from nats.js import api
 
 from .base import BusError, BusSettings, Delivery, M, Subscription
 from .messages import (
@@ -56,11 +64,17 @@ DEFAULT_PREFIX = "ff"
 DEFAULT_EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
 _STREAM_CONFIG_CONFLICT = 10058  # "stream name already in use with a different configuration"
 _POLL_S = 5.0  # longest single pull request when waiting without a timeout
+_REQUEST_GRACE_S = 0.5  # how late a pull request's end may be heard before it counts as lost
+_STATUS = "Status"  # the header of a status message (no payload) about a pull request
+_HEARTBEAT = "100"
+_REQUEST_ENDED = frozenset({"404", "408"})  # nothing (more) to send; expired
+# Results and dead letters are handed on by their one reader as they come (the scheduler
+# queues each for its run), so a pull request may ask for this many at once.
+_HANDED_ON_PREFETCH = 64
 DEFAULT_PUBLISH_PATIENCE_S = 30.0
 _PUBLISH_TIMEOUT_S = 2.0  # one attempt's wait for the server's acknowledgement
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 1.0
-_CONSUMER_NOT_FOUND = 10014
 # Failures that pass once the server is back: the publish is sent again (same id).
 _TRANSIENT_PUBLISH: tuple[type[Exception], ...] = (
     nats.errors.TimeoutError,
@@ -75,16 +89,6 @@ _TRANSIENT_PUBLISH: tuple[type[Exception], ...] = (
 Decoder = Callable[[bytes], M]
 OnTerm = Callable[[Msg, int, str], Awaitable[None]]
 Recreate = Callable[[], Awaitable[None]]
-
-
-def _consumer_lost(exc: nats.errors.Error) -> bool:
-    """Whether a fetch failed because the server may no longer have the stream or
-    consumer: a pull on a consumer the server does not know is answered "no responders"
-    (503), as it is while JetStream is still starting, so both lead to a re-creation
-    (harmless when the consumer is there)."""
-    return isinstance(
-        exc, nats.js.errors.NotFoundError | nats.js.errors.ServiceUnavailableError
-    ) or (isinstance(exc, nats.js.errors.APIError) and exc.err_code == _CONSUMER_NOT_FOUND)
 
 
 def _headers(msg_id: str, traceparent: str | None) -> dict[str, str]:
@@ -144,53 +148,161 @@ async def _settle(call: Awaitable[None]) -> None:
 
 
 class _NatsSubscription(Subscription[M]):
-    """A pull subscription on a durable consumer; one fetch per `next()`."""
+    """A pull subscription on a durable consumer, speaking the consumer's pull API itself.
+
+    nats-py's `fetch` costs a pull request (a round trip) and two asyncio tasks per
+    message; here one inbox subscription (a callback) takes whatever the server sends, and
+    a pull request asks for as many messages as the caller has room for. A request stays
+    open until it has brought that many or it expires, so the messages that follow arrive
+    without another request. Each request has a reply subject of its own, on which the
+    server says how it ended, so a late end of an old one (after a reconnect, or once it
+    counted as lost) is told apart from the current one.
+
+    What a request brings is held here until `next()` hands it out. `room` bounds it: a
+    worker gives its free slots, so it never holds a task it cannot start at once; the
+    scheduler's results and dead letters are handed on as they come, so they may be asked
+    for several at a time (`prefetch`). `close()` stops the inbox, takes what was already
+    on its way, and negatively acknowledges everything held but not handed out, so it goes
+    to another taker at once instead of after the ack wait.
+    """
 
     def __init__(
         self,
-        pull: JetStreamContext.PullSubscription,
+        client: Client,
+        stream: str,
+        consumer: str,
         decode: Decoder[M],
         *,
+        prefetch: int = 1,
         limit: int | None = None,
         on_term: OnTerm | None = None,
         describe_limit: str = "",
         recreate: Recreate | None = None,
         reconnects: Callable[[], int] = lambda: 0,
     ) -> None:
-        self._pull = pull
+        self._nc = client
+        self._next_subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._decode = decode
+        self._prefetch = prefetch
         self._limit = limit
         self._on_term = on_term
         self._describe_limit = describe_limit
         self._recreate = recreate
         self._reconnects = reconnects
         self._checked_at = reconnects()
+        self._inbox = client.new_inbox()
+        self._sub: NatsSub | None = None
+        self._held: deque[Msg] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        # The open pull request: its reply subject, how many messages it may still bring
+        # (0: none open), when it expires, and the connection (reconnect count) it went on.
+        self._requests = 0
+        self._reply = ""
+        self._credit = 0
+        self._expires_at = 0.0
+        self._sent_on = 0
+        self._failure: tuple[str, str] | None = None  # (status, description) that ended it
         self._closed = False
 
-    async def next(self, timeout: float | None = None) -> Delivery[M] | None:
+    async def start(self) -> None:
+        try:
+            self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._received)
+        except nats.errors.Error as exc:
+            raise BusError(f"could not subscribe to the bus: {exc}") from exc
+
+    async def _received(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        status = headers.get(_STATUS)
+        if status is None:
+            # A message keeps its own subject, so it is counted against the open request
+            # (one that counted as lost may still bring one: then it is held all the same).
+            self._held.append(msg)
+            if self._credit > 0:
+                self._credit -= 1
+        elif msg.subject == self._reply and status != _HEARTBEAT:
+            # Any other status ends the request: 408 (expired) and 404 (nothing to send)
+            # are the ordinary ends, the rest say what went wrong.
+            self._credit = 0
+            if status not in _REQUEST_ENDED:
+                # nats-py keys the description by its header enum; plain text as a fallback.
+                description = headers.get(api.Header.DESCRIPTION) or headers.get("Description")
+                self._failure = (status, description or "")
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _wait(self, seconds: float) -> None:
+        """Until a message or a status arrives, or `seconds` pass (not at all when one
+        arrived while the caller was sending its request)."""
+        if self._held or self._credit == 0 or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(max(seconds, 0.0), _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    async def next(
+        self, timeout: float | None = None, *, room: int | None = None
+    ) -> Delivery[M] | None:
+        room = max(1, self._prefetch if room is None else room)
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._closed:
-            wait = _POLL_S if deadline is None else deadline - time.monotonic()
+            if self._held:
+                delivery = await self._accept(self._held.popleft())
+                if delivery is not None:
+                    return delivery
+                continue
+            await self._check_request()
+            now = time.monotonic()
+            wait = _POLL_S if deadline is None else deadline - now
             if wait <= 0.001:
                 return None
-            try:
-                msgs = await self._pull.fetch(1, timeout=wait)
-            except nats.errors.TimeoutError:
-                # A pull on a consumer the server does not have just times out: after a
-                # reconnect (a restarted server may have lost its store), make sure once.
-                if self._recreate is not None and self._reconnects() != self._checked_at:
-                    await self._recreate()
-                    self._checked_at = self._reconnects()
-                continue
-            except nats.errors.Error as exc:
-                if self._recreate is not None and _consumer_lost(exc):
-                    await self._recreate()
-                    continue
-                raise BusError(f"could not fetch from the bus: {exc}") from exc
-            delivery = await self._accept(msgs[0])
-            if delivery is not None:
-                return delivery
+            if self._credit == 0:
+                await self._request(room, min(wait, _POLL_S))
+            # A request's end is normally heard (a 408 status) when it expires; waking a
+            # little after that notices one that never comes.
+            await self._wait(min(wait, self._expires_at + _REQUEST_GRACE_S - now))
         return None
+
+    async def _request(self, batch: int, expires: float) -> None:
+        self._requests += 1
+        self._reply = f"{self._inbox}.{self._requests}"
+        self._credit = batch
+        self._expires_at = time.monotonic() + expires
+        self._sent_on = self._reconnects()
+        body = json.dumps({"batch": batch, "expires": int(expires * 1e9)}).encode()
+        try:
+            await self._nc.publish(self._next_subject, body, reply=self._reply)
+        except nats.errors.Error as exc:
+            self._credit = 0
+            raise BusError(f"could not fetch from the bus: {exc}") from exc
+
+    async def _check_request(self) -> None:
+        """Deal with how the last request ended, or with one that will not end."""
+        if self._failure is not None:
+            status, description = self._failure
+            self._failure = None
+            if self._recreate is not None and _consumer_gone(status, description):
+                await self._recreate()
+                return
+            raise BusError(f"could not fetch from the bus: {status} {description}")
+        if self._credit == 0:
+            return
+        lost = time.monotonic() > self._expires_at + _REQUEST_GRACE_S
+        if self._sent_on != self._reconnects() or lost:
+            # Sent on a connection since lost, or expired unheard: a pull on a consumer
+            # the server does not have is not answered at all. After a reconnect (a
+            # restarted server may have lost its store) or such silence, make sure once.
+            self._credit = 0
+            if self._recreate is not None and (lost or self._reconnects() != self._checked_at):
+                self._checked_at = self._reconnects()
+                await self._recreate()
 
     async def _accept(self, msg: Msg) -> Delivery[M] | None:
         deliveries = msg.metadata.num_delivered
@@ -210,11 +322,34 @@ class _NatsSubscription(Subscription[M]):
         await _settle(msg.term())
 
     async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            # A connection already gone has nothing left to unsubscribe.
+        if self._closed:
+            return
+        self._closed = True
+        self._wake()
+        if self._sub is not None:
+            # Draining withdraws the inbox (the server drops the open request with it)
+            # and still takes what the server sent before it heard so; only then is
+            # everything held known. Without a connection there is nothing on its way.
             with contextlib.suppress(nats.errors.Error):
-                await self._pull.unsubscribe()
+                if self._nc.is_connected:
+                    await self._sub.drain()  # type: ignore[no-untyped-call]  # untyped in nats-py
+                else:
+                    await self._sub.unsubscribe()
+        held, self._held = self._held, deque()
+        for msg in held:
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _consumer_gone(status: str, description: str) -> bool:
+    """Whether a pull ended because the server no longer has the consumer (or JetStream
+    is not up yet): then the stream and consumer are created again."""
+    return status == "503" or (status == "409" and "consumer deleted" in description.lower())
 
 
 class NatsBus:
@@ -351,17 +486,22 @@ class NatsBus:
             max_deliver=max_deliver,
         )
 
-    async def _pull(
-        self, kind: str, durable: str, subject: str, ack_wait: float, max_deliver: int
-    ) -> tuple[JetStreamContext.PullSubscription, Recreate]:
-        """A pull subscription bound to the durable consumer (created, or updated to these
-        settings), and how to create the stream and consumer again if the server loses them."""
+    async def _subscribe(
+        self,
+        kind: str,
+        durable: str,
+        subject: str,
+        max_deliver: int,
+        decode: Decoder[M],
+        **options: Any,
+    ) -> _NatsSubscription[M]:
+        """A pull subscription on the durable consumer (created, or updated to these
+        settings) that creates the stream and consumer again if the server loses them."""
         stream = self.stream_name(kind)
-        config = self._consumer_config(durable, subject, ack_wait, max_deliver)
+        config = self._consumer_config(durable, subject, self._settings.ack_wait, max_deliver)
         try:
             # Create, or update an existing durable to the configured ack wait and limit.
             await self._js.add_consumer(stream, config)
-            pull = await self._js.pull_subscribe_bind(durable=durable, stream=stream)
         except nats.errors.Error as exc:
             raise BusError(f"could not create consumer {durable} on {stream}: {exc}") from exc
 
@@ -372,7 +512,18 @@ class NatsBus:
             except (BusError, nats.errors.Error) as exc:
                 raise BusError(f"could not re-create consumer {durable}: {exc}") from exc
 
-        return pull, recreate
+        subscription = _NatsSubscription(
+            self._nc,
+            stream,
+            durable,
+            decode,
+            recreate=recreate,
+            reconnects=self._reconnect_count,
+            **options,
+        )
+        await subscription.start()
+        self._subscriptions.append(subscription)
+        return subscription
 
     async def delete_streams(self) -> None:
         """Remove this prefix's streams and everything in them (tests and benchmarks)."""
@@ -440,11 +591,6 @@ class NatsBus:
     async def tasks(self, pool: str) -> Subscription[TaskMessage]:
         check_token("pool", pool)
         limit = self._settings.max_deliver
-        # One delivery more than the limit: that one is only used to notice the limit and
-        # dead-letter the task with its reason.
-        pull, recreate = await self._pull(
-            "tasks", f"tasks-{pool}", self.task_subject(pool), self._settings.ack_wait, limit + 1
-        )
 
         async def on_term(msg: Msg, deliveries: int, reason: str) -> None:
             await self._dead_letter(pool, msg, deliveries, reason)
@@ -454,44 +600,41 @@ class NatsBus:
             f"was negatively acknowledged or not acknowledged within "
             f"{self._settings.ack_wait:g} s"
         )
-        return self._track(
-            _NatsSubscription(
-                pull,
-                TaskMessage.decode,
-                limit=limit,
-                on_term=on_term,
-                describe_limit=describe,
-                recreate=recreate,
-                reconnects=self._reconnect_count,
-            )
+        # One delivery more than the limit: that one is only used to notice the limit and
+        # dead-letter the task with its reason.
+        return await self._subscribe(
+            "tasks",
+            f"tasks-{pool}",
+            self.task_subject(pool),
+            limit + 1,
+            TaskMessage.decode,
+            limit=limit,
+            on_term=on_term,
+            describe_limit=describe,
         )
 
     async def results(self) -> Subscription[ResultMessage]:
-        pull, recreate = await self._pull(
-            "results", "results", self.result_subject, self._settings.ack_wait, -1
-        )
-        return self._track(
-            _NatsSubscription(
-                pull, ResultMessage.decode, recreate=recreate, reconnects=self._reconnect_count
-            )
+        return await self._subscribe(
+            "results",
+            "results",
+            self.result_subject,
+            -1,
+            ResultMessage.decode,
+            prefetch=_HANDED_ON_PREFETCH,
         )
 
     async def dead_letters(self) -> Subscription[DeadLetter]:
-        pull, recreate = await self._pull(
-            "dead", "dead", f"{self.prefix}.dead.*", self._settings.ack_wait, -1
-        )
-        return self._track(
-            _NatsSubscription(
-                pull, DeadLetter.decode, recreate=recreate, reconnects=self._reconnect_count
-            )
+        return await self._subscribe(
+            "dead",
+            "dead",
+            f"{self.prefix}.dead.*",
+            -1,
+            DeadLetter.decode,
+            prefetch=_HANDED_ON_PREFETCH,
         )
 
     def _reconnect_count(self) -> int:
         return int(self._nc.stats["reconnects"])
-
-    def _track(self, subscription: _NatsSubscription[M]) -> _NatsSubscription[M]:
-        self._subscriptions.append(subscription)
-        return subscription
 
     async def events(
         self, run_id: str, from_seq: int = 1, *, follow: bool = True

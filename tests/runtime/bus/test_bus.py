@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
 
 from flowforge.runtime import Success
-from flowforge.runtime.bus import Bus, ResultMessage, RunEvent, TaskMessage
+from flowforge.runtime.bus import Bus, BusSettings, ResultMessage, RunEvent, TaskMessage
+from flowforge.runtime.bus.nats import NatsBus
 
-from .conftest import SETTINGS
+from .conftest import BUS_KINDS, NATS_URL, SETTINGS, new_prefix, open_bus
 
 ACK_WAIT = SETTINGS.ack_wait
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -217,3 +222,61 @@ async def test_events_of_other_runs_are_not_mixed_in(bus: Bus) -> None:
         ("run-a", 1),
         ("run-a", 2),
     ]
+
+
+@pytest.fixture(params=BUS_KINDS)
+async def slow_bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    """Each bus with an ack wait far longer than any wait in the test: what comes back
+    within the test was given back, not redelivered after the ack wait."""
+    settings = BusSettings(ack_wait=60.0, max_deliver=3, duplicate_window=60.0)
+    opened = await open_bus(request.param, new_prefix(), settings)
+    yield opened
+    if isinstance(opened, NatsBus):
+        await opened.delete_streams()
+    await opened.close()
+
+
+async def test_a_subscription_holds_no_more_than_its_room_and_gives_back_the_rest(
+    slow_bus: Bus,
+) -> None:
+    steps = [f"s{n}" for n in range(5)]
+    for step in steps:
+        await slow_bus.publish_task(task(step))
+    holder = await slow_bus.tasks("default")
+    other = await slow_bus.tasks("default")
+    first = await holder.next(timeout=5, room=2)
+    assert first is not None
+    taken = [first.message.step_id]
+    while (delivery := await other.next(timeout=0.5)) is not None:
+        taken.append(delivery.message.step_id)
+        await delivery.ack()
+    assert len(taken) >= 4, "the holder took more than its room of two"
+    await first.ack()
+    # What the holder took and never handed out goes back when it closes, not after the
+    # ack wait.
+    await holder.close()
+    while (delivery := await other.next(timeout=2)) is not None:
+        taken.append(delivery.message.step_id)
+        await delivery.ack()
+    assert sorted(taken) == steps
+
+
+async def test_a_waiting_pull_outlives_its_consumer_being_deleted(nats_prefix: str) -> None:
+    bus = await open_bus("nats", nats_prefix)
+    assert isinstance(bus, NatsBus)
+    try:
+        tasks = await bus.tasks("default")
+        waiting = asyncio.create_task(tasks.next(timeout=10))
+        await asyncio.sleep(0.3)  # the pull request is with the server
+        admin = await nats.connect(NATS_URL)
+        try:
+            await admin.jetstream().delete_consumer(bus.stream_name("tasks"), "tasks-default")
+        finally:
+            await admin.close()
+        await bus.publish_task(task())
+        delivery = await waiting
+        assert delivery is not None, "the consumer was not created again"
+        assert delivery.message == task()
+        await delivery.ack()
+    finally:
+        await bus.close()

@@ -261,3 +261,23 @@ async def test_drain_finishes_what_it_holds_and_takes_nothing_new(
     assert delivery.message.step_id == "after"
     assert delivery.deliveries == 1
     await delivery.ack()
+
+
+async def test_a_drained_worker_leaves_nothing_asked_for(
+    running: Running, spin_digest: str
+) -> None:
+    # Idle with four free slots, the worker has asked for up to four tasks; once drained
+    # that request is withdrawn, so what comes later waits, first-hand, for the next worker.
+    worker = running.start(concurrency=4)
+    await asyncio.sleep(0.3)
+    worker.drain()
+    await asyncio.wait_for(running.workers[0][1], 10)
+    for step in ("a", "b", "c"):
+        await running.bus.publish_task(spin_task(spin_digest, step))
+    tasks = await running.bus.tasks("default")
+    got = []
+    while (delivery := await tasks.next(timeout=2)) is not None:
+        got.append((delivery.message.step_id, delivery.deliveries))
+        await delivery.ack()
+    assert sorted(got) == [("a", 1), ("b", 1), ("c", 1)]
+    assert worker.completed == 0
