@@ -13,8 +13,8 @@ overhead per step: (run wall time - the sandbox time its steps reported) / steps
     python -m bench.workflows --tracing [--rounds N]   # the cost of tracing per step
 
 Distributed: the scheduler on PostgreSQL (a temporary database on 127.0.0.1:5432 unless
---pg is given) and NATS JetStream (a stream prefix of its own, deleted afterwards), a
-worker in the same process over its own NATS connection. Skipped when either is absent.
+--pg is given) and NATS JetStream (a stream prefix of its own, deleted afterwards), and a
+`flowforge worker` process (concurrency 4). Skipped when either is absent.
 """
 
 from __future__ import annotations
@@ -24,9 +24,12 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -55,14 +58,14 @@ from flowforge.control.workflow import (
     load_spec_text,
     validate,
 )
-from flowforge.runtime import Sandbox, telemetry
+from flowforge.runtime import telemetry
 from flowforge.runtime.bus import BusError, BusSettings
 from flowforge.runtime.bus.nats import NatsBus
 from flowforge.runtime.package import read_package
 from flowforge.runtime.telemetry import RunTracing, execute_span
-from flowforge.runtime.worker import Worker
 
 NATS_URL = "nats://127.0.0.1:4222"
+WORKER_CONCURRENCY = 4
 BUDGETS = {
     "embedded": {"overhead_ms": 1.0, "trivial3_median_ms": 5.0, "wf_per_s": 300.0},
     "distributed": {"overhead_ms": 5.0},
@@ -224,39 +227,65 @@ async def distributed(rounds: int, nats_url: str, pg: str | None) -> list[Figure
     settings = BusSettings(ack_wait=30.0)
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Path(tmp) / "workspace"
-        trust, digest = signed_echo(workspace)
+        _trust, digest = signed_echo(workspace)
         async with _pg(pg) as url:
             storage = await Storage.open(url)
             bus = await NatsBus.connect(nats_url, prefix=prefix, settings=settings)
-            worker_bus = await NatsBus.connect(nats_url, prefix=prefix, settings=settings)
-            sandbox = Sandbox(max_workers=4)
             packages = PackageFolders([workspace / "packages"])
-            worker = Worker(worker_bus, sandbox, packages, "default", 16, trust=trust)
-            worker_task = asyncio.create_task(worker.run())
             scheduler = Scheduler(storage, bus, VersionCatalog(storage, packages))
-            await scheduler.start()
+            await scheduler.start()  # creates the streams the worker binds to
+            worker = WorkerProcess(nats_url, prefix, workspace, Path(tmp) / "config")
             try:
                 return await measure(
                     Runner(scheduler), "distributed", _resolver(workspace, digest), rounds
                 )
             finally:
                 await scheduler.stop()
-                await _drained(worker, worker_task)
-                sandbox.close()
+                worker.stop()
                 await bus.delete_streams()
-                await worker_bus.close()
                 await bus.close()
                 await storage.close()
 
 
-async def _drained(worker: Worker, task: asyncio.Task[None]) -> None:
-    """Drain the worker; once in a few runs its last NATS pull never returned (seen at the
-    end of the 200-at-once phase), so the benchmark does not wait for ever."""
-    worker.drain()
-    try:
-        await asyncio.wait_for(task, 15)
-    except TimeoutError:
-        print("warning: the worker did not drain within 15 s; cancelled", file=sys.stderr)
+class WorkerProcess:
+    """`flowforge worker` in a process of its own, as a deployment runs it (its own
+    interpreter and GIL, its own NATS connection)."""
+
+    def __init__(self, nats_url: str, prefix: str, workspace: Path, config: Path) -> None:
+        command = [
+            sys.executable, "-m", "flowforge.control.cli", "worker", "--nats", nats_url,
+            "--prefix", prefix, "--pool", "default", "--concurrency", str(WORKER_CONCURRENCY),
+            "--workspace", str(workspace),
+        ]  # fmt: skip
+        env = {**os.environ, "FLOWFORGE_CONFIG_DIR": str(config)}
+        self.process = subprocess.Popen(
+            command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+        )
+        self._ready = threading.Event()
+        self._said: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(60):
+            self.stop()
+            raise RuntimeError("the worker did not start:\n" + "".join(self._said[-20:]))
+
+    def _read(self) -> None:
+        # Its log is read to the end, so a full pipe never stalls it.
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            if not self._ready.is_set():
+                self._said.append(line)
+                if "taking tasks of pool" in line:
+                    self._ready.set()
+
+    def stop(self) -> None:
+        """Drain it (SIGTERM); kill it if it has not finished within 15 s."""
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            print("warning: the worker did not drain within 15 s; killed", file=sys.stderr)
+            self.process.kill()
+            self.process.wait(10)
 
 
 def _table(figures: list[Figures]) -> str:

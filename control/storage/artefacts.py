@@ -42,7 +42,7 @@ from flowforge.runtime.canonical import canonical_json
 from flowforge.runtime.secrets import Scrubber
 
 from .database import Database
-from .driver_sql import DriverSQL
+from .driver_sql import DriverSQL, Insert
 from .errors import StorageError
 from .models import RUNS, Base, UTCDateTime, _table
 
@@ -156,12 +156,13 @@ _INSERT_LINKS: Final = (
 _IGNORING_DUPLICATES: Final = " ON CONFLICT DO NOTHING"
 
 
-def write_artefacts(
+def artefact_inserts(
     sql: DriverSQL, entries: Sequence[tuple[str, NewArtefact]], max_bytes: int
-) -> list[ArtefactRef]:
-    """Store (run id, artefact) pairs in the caller's transaction: each body once per
-    digest (only digest and size when over `max_bytes`), each attempt linked to its body;
-    an attempt already linked keeps its first record."""
+) -> tuple[list[Insert], list[ArtefactRef]]:
+    """The inserts that store (run id, artefact) pairs, for the caller's transaction (with
+    its other inserts: one round trip on PostgreSQL), and what they record: each body once
+    per digest (only digest and size when over `max_bytes`), each attempt linked to its
+    body; an attempt already linked keeps its first record."""
     now = datetime.now(UTC)
     stamp = sql.timestamp(now)
     blobs: dict[str, tuple[str, int, bytes | None, object]] = {}
@@ -173,23 +174,25 @@ def write_artefacts(
         blobs.setdefault(digest, (digest, size, None if truncated else item.body, stamp))
         ref = ArtefactRef(run_id, item.step, item.attempt, item.kind, digest, size, truncated, now)
         links.setdefault((run_id, item.step, item.attempt, item.kind), ref)
+    link_rows = [
+        (r.run_id, r.step, r.attempt, r.kind, r.digest, r.size, r.truncated, stamp)
+        for r in links.values()
+    ]
     # Sorted, so that two writers on PostgreSQL take the blob rows' locks in one order.
-    sql.insert(_INSERT_BLOBS, [blobs[d] for d in sorted(blobs)], _IGNORING_DUPLICATES)
-    sql.insert(
-        _INSERT_LINKS,
-        [
-            (r.run_id, r.step, r.attempt, r.kind, r.digest, r.size, r.truncated, stamp)
-            for r in links.values()
-        ],
-        _IGNORING_DUPLICATES,
-    )
-    return list(links.values())
+    inserts = [
+        Insert(_INSERT_BLOBS, [blobs[d] for d in sorted(blobs)], _IGNORING_DUPLICATES),
+        Insert(_INSERT_LINKS, link_rows, _IGNORING_DUPLICATES),
+    ]
+    return inserts, list(links.values())
 
 
 def _capture(
     conn: Connection, entries: Sequence[tuple[str, NewArtefact]], max_bytes: int
 ) -> list[ArtefactRef]:
-    return write_artefacts(DriverSQL(conn), entries, max_bytes)
+    sql = DriverSQL(conn)
+    inserts, refs = artefact_inserts(sql, entries, max_bytes)
+    sql.insert(*inserts)
+    return refs
 
 
 def _ref(row: Row[Any]) -> ArtefactRef:
@@ -282,6 +285,6 @@ __all__ = [
     "NewArtefact",
     "PruneReport",
     "artefact_body",
+    "artefact_inserts",
     "default_max_bytes",
-    "write_artefacts",
 ]

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
@@ -27,8 +28,9 @@ from sqlalchemy.exc import DBAPIError
 _SQLITE_TIMESTAMP: Final = "%Y-%m-%d %H:%M:%S.%f"
 _PLACEHOLDER: Final = re.compile(r"\?")
 _DOLLARS: dict[str, str] = {}  # `?` text -> `$1, $2 ...` text, translated once each
-# Bound values per statement: under SQLite's oldest limit (999), far under PostgreSQL's.
-_MAX_PARAMS: Final = 990
+# Bound values per statement: under SQLite's oldest limit (999) and PostgreSQL's (32767).
+_MAX_PARAMS_SQLITE: Final = 990
+_MAX_PARAMS_POSTGRESQL: Final = 30000
 
 
 def placeholders(count: int) -> str:
@@ -93,20 +95,54 @@ class DriverSQL:
             self._conn.invalidate(exc)
         return DBAPIError.instance(text, params, exc, self._errors, connection_invalidated=lost)
 
-    def insert(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
-        """`head VALUES (?, ...), (?, ...) tail` for every row: one statement per
-        `_MAX_PARAMS` values. (A DB-API `executemany` steps SQLite once per row, and every
-        step lets go of the GIL: with sandbox threads waiting for it, each cost the event
-        loop a wait.)"""
-        if not rows:
+    def insert(self, *inserts: Insert) -> None:
+        """Every row of every insert, as `head VALUES (?, ...), (?, ...) tail` statements
+        (a DB-API `executemany` steps SQLite once per row, and every step lets go of the
+        GIL: with sandbox threads waiting for it, each cost the event loop a wait). On
+        PostgreSQL they go in one statement (all but the last as `WITH` clauses, which
+        PostgreSQL runs, constraint checks included, as one): one round trip, not one each."""
+        limit = _MAX_PARAMS_SQLITE if self._sqlite else _MAX_PARAMS_POSTGRESQL
+        pending: list[tuple[str, list[Any]]] = []
+        for statement, params in _statements(inserts, limit):
+            if pending and (self._sqlite or sum(len(p) for _, p in pending) + len(params) > limit):
+                self._execute_together(pending)
+                pending = []
+            pending.append((statement, params))
+        if pending:
+            self._execute_together(pending)
+
+    def _execute_together(self, statements: Sequence[tuple[str, list[Any]]]) -> None:
+        *first, (last, last_params) = statements
+        if not first:
+            self.execute(last, last_params)
             return
-        width = len(rows[0])
+        clauses = ", ".join(f"i{n} AS ({text})" for n, (text, _) in enumerate(first))
+        params = [v for _, p in first for v in p]
+        self.execute(f"WITH {clauses} {last}", [*params, *last_params])
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """Rows for `DriverSQL.insert`: `head` names the table and columns, `tail` may add an
+    ON CONFLICT clause."""
+
+    head: str
+    rows: Sequence[Sequence[Any]]
+    tail: str = ""
+
+
+def _statements(inserts: Sequence[Insert], limit: int) -> Iterator[tuple[str, list[Any]]]:
+    """Each insert's rows as statements of at most `limit` values."""
+    for insert in inserts:
+        if not insert.rows:
+            continue
+        width = len(insert.rows[0])
         one = "(" + ", ".join("?" * width) + ")"
-        per_statement = max(1, _MAX_PARAMS // width)
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
+        per_statement = max(1, limit // width)
+        for start in range(0, len(insert.rows), per_statement):
+            chunk = insert.rows[start : start + per_statement]
             values = ", ".join([one] * len(chunk))
-            self.execute(f"{head} VALUES {values}{tail}", [v for row in chunk for v in row])
+            yield f"{insert.head} VALUES {values}{insert.tail}", [v for row in chunk for v in row]
 
 
-__all__ = ["DriverSQL", "placeholders"]
+__all__ = ["DriverSQL", "Insert", "placeholders"]

@@ -28,9 +28,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from flowforge.runtime.canonical import canonical_json
 
-from .artefacts import NewArtefact, write_artefacts
+from .artefacts import NewArtefact, artefact_inserts
 from .database import Database
-from .driver_sql import DriverSQL, placeholders
+from .driver_sql import DriverSQL, Insert, placeholders
 from .errors import ConcurrencyConflict, DuplicateRun, RunFinished, StorageError, UnknownRun
 from .logs import NewLogLine, write_log_lines
 from .models import EVENTS, RUNS, TIMERS
@@ -240,9 +240,10 @@ def _append_many(
         outcomes.append(appended)
         if appended.events or not request.events:
             artefacts.extend((request.run_id, item) for item in request.artefacts)
-    sql.insert(_INSERT_EVENTS, event_rows)
+    inserts = [Insert(_INSERT_EVENTS, event_rows)]
     if artefacts:
-        write_artefacts(sql, artefacts, artefact_max_bytes)
+        inserts += artefact_inserts(sql, artefacts, artefact_max_bytes)[0]
+    sql.insert(*inserts)
     return outcomes
 
 
@@ -262,10 +263,10 @@ def _write_timers(
     moved = sorted(set(clear_timers) | {t.key for t in set_timers})
     if moved:
         sql.execute(_DELETE_SOME_TIMERS.format(keys=placeholders(len(moved))), [run_id, *moved])
-    sql.insert(
-        _INSERT_TIMERS,
-        [(run_id, t.key, t.kind.value, sql.timestamp(t.due_at), _json(t.data)) for t in set_timers],
-    )
+    rows = [
+        (run_id, t.key, t.kind.value, sql.timestamp(t.due_at), _json(t.data)) for t in set_timers
+    ]
+    sql.insert(Insert(_INSERT_TIMERS, rows))
 
 
 def _read(conn: Connection, run_id: str, after_seq: int, limit: int | None) -> list[Event]:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .database import Database
-from .driver_sql import DriverSQL
+from .driver_sql import DriverSQL, Insert
 from .errors import UnknownRun
 from .models import Base, UTCDateTime
 
@@ -120,24 +120,22 @@ def write_log_lines(sql: DriverSQL, run_id: str, lines: Sequence[NewLogLine]) ->
     if not found:
         raise UnknownRun(run_id)
     first = int(found[0][1]) + 1
-    sql.insert(
-        _INSERT_LINES,
-        [
-            (
-                run_id,
-                seq,
-                line.step,
-                line.attempt,
-                sql.timestamp(line.at),
-                line.level,
-                line.message,
-                line.source,
-                line.trace_id,
-                line.span_id,
-            )
-            for seq, line in enumerate(lines, start=first)
-        ],
-    )
+    rows = [
+        (
+            run_id,
+            seq,
+            line.step,
+            line.attempt,
+            sql.timestamp(line.at),
+            line.level,
+            line.message,
+            line.source,
+            line.trace_id,
+            line.span_id,
+        )
+        for seq, line in enumerate(lines, start=first)
+    ]
+    sql.insert(Insert(_INSERT_LINES, rows))
 
 
 def _append(conn: Connection, run_id: str, lines: Sequence[NewLogLine]) -> None:

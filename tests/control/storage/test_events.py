@@ -268,3 +268,16 @@ async def test_an_append_survives_the_server_dropping_its_connection(
     appended = await storage.events.append("run-1", 1, [step(E.STEP_DISPATCHED, "a", attempt=1)])
     assert appended.last_seq == 2
     assert [e.seq for e in await storage.events.read("run-1")] == [1, 2]
+
+
+async def test_an_append_larger_than_one_statement_holds_is_stored_whole(
+    storage: Storage, version: str
+) -> None:
+    # 400 events of 6 values each: several statements on SQLite (999 values at most).
+    await new_run(storage, version, "run-1", *(f"s{i}" for i in range(400)))
+    many = [step(E.STEP_DISPATCHED, f"s{i}", f"dispatch/s{i}/1", attempt=1) for i in range(400)]
+    appended = await storage.events.append("run-1", 1, many)
+    assert appended.last_seq == 401
+    log = await storage.events.read("run-1")
+    assert [e.seq for e in log] == list(range(1, 402))
+    assert [e.key for e in log[1:]] == [f"dispatch/s{i}/1" for i in range(400)]
