@@ -11,11 +11,12 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import wasmtime
 from wasmtime.component import Linker
@@ -32,6 +33,8 @@ from .package import VerifiedPackage, verify_package
 from .secrets import SecretGrants
 from .trust import TrustStore
 from .values import Failure, HttpRequest, HttpResponse, LogLevel
+
+T = TypeVar("T")
 
 _MAX_FAILURE_MESSAGE = 16 * 1024
 
@@ -218,11 +221,14 @@ class Sandbox:
         limits: Limits | None = None,
     ) -> Outcome:
         """`run` on the sandbox's threads, so the event loop keeps serving others."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor,
-            lambda: self.run(component, config=config, input=input, grants=grants, limits=limits),
+        return await self.in_thread(
+            lambda: self.run(component, config=config, input=input, grants=grants, limits=limits)
         )
+
+    async def in_thread(self, call: Callable[[], T]) -> T:
+        """`call()` on the sandbox's threads: for a caller whose `run` comes with blocking
+        work of its own (one hop from the event loop for both)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
