@@ -191,7 +191,7 @@ def _capture(
 ) -> list[ArtefactRef]:
     sql = DriverSQL(conn)
     inserts, refs = artefact_inserts(sql, entries, max_bytes)
-    sql.insert(*inserts)
+    sql.write(*inserts)
     return refs
 
 

@@ -95,15 +95,16 @@ class DriverSQL:
             self._conn.invalidate(exc)
         return DBAPIError.instance(text, params, exc, self._errors, connection_invalidated=lost)
 
-    def insert(self, *inserts: Insert) -> None:
-        """Every row of every insert, as `head VALUES (?, ...), (?, ...) tail` statements
-        (a DB-API `executemany` steps SQLite once per row, and every step lets go of the
-        GIL: with sandbox threads waiting for it, each cost the event loop a wait). On
-        PostgreSQL they go in one statement (all but the last as `WITH` clauses, which
-        PostgreSQL runs, constraint checks included, as one): one round trip, not one each."""
+    def write(self, *writes: Insert | Statement) -> None:
+        """Every statement, and every row of every insert as `head VALUES (?, ...), (?, ...)
+        tail` statements (a DB-API `executemany` steps SQLite once per row, and every step
+        lets go of the GIL: with sandbox threads waiting for it, each cost the event loop a
+        wait). On PostgreSQL they go in one statement (all but the last as `WITH` clauses,
+        which PostgreSQL runs, constraint checks included, as one): one round trip, not one
+        each. Nothing may read what another of them writes."""
         limit = _MAX_PARAMS_SQLITE if self._sqlite else _MAX_PARAMS_POSTGRESQL
         pending: list[tuple[str, list[Any]]] = []
-        for statement, params in _statements(inserts, limit):
+        for statement, params in _statements(writes, limit):
             if pending and (self._sqlite or sum(len(p) for _, p in pending) + len(params) > limit):
                 self._execute_together(pending)
                 pending = []
@@ -122,6 +123,14 @@ class DriverSQL:
 
 
 @dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement with its values, for `DriverSQL.write`."""
+
+    text: str
+    params: Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Insert:
     """Rows for `DriverSQL.insert`: `head` names the table and columns, `tail` may add an
     ON CONFLICT clause."""
@@ -131,9 +140,14 @@ class Insert:
     tail: str = ""
 
 
-def _statements(inserts: Sequence[Insert], limit: int) -> Iterator[tuple[str, list[Any]]]:
-    """Each insert's rows as statements of at most `limit` values."""
-    for insert in inserts:
+def _statements(
+    writes: Sequence[Insert | Statement], limit: int
+) -> Iterator[tuple[str, list[Any]]]:
+    """The statements, and each insert's rows as statements of at most `limit` values."""
+    for insert in writes:
+        if isinstance(insert, Statement):
+            yield insert.text, list(insert.params)
+            continue
         if not insert.rows:
             continue
         width = len(insert.rows[0])
@@ -145,4 +159,4 @@ def _statements(inserts: Sequence[Insert], limit: int) -> Iterator[tuple[str, li
             yield f"{insert.head} VALUES {values}{insert.tail}", [v for row in chunk for v in row]
 
 
-__all__ = ["DriverSQL", "Insert", "placeholders"]
+__all__ = ["DriverSQL", "Insert", "Statement", "placeholders"]

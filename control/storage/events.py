@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -30,7 +30,7 @@ from flowforge.runtime.canonical import canonical_json
 
 from .artefacts import NewArtefact, artefact_inserts
 from .database import Database
-from .driver_sql import DriverSQL, Insert, placeholders
+from .driver_sql import DriverSQL, Insert, Statement, placeholders
 from .errors import ConcurrencyConflict, DuplicateRun, RunFinished, StorageError, UnknownRun
 from .logs import NewLogLine, write_log_lines
 from .models import EVENTS, RUNS, TIMERS
@@ -56,6 +56,18 @@ _RUN_AND_KEYS: Final = (
     "AND events.idempotency_key IN ({keys}) WHERE runs.id = ?"
 )
 _RUN: Final = "SELECT last_seq, status, waiting_approval, NULL FROM runs WHERE id = ?"
+# The group commit's first try (see `_append`): move the run's seq past the new events if
+# nobody else has moved it and the run is not finished, taking back the stored status to
+# fold the events over; the status itself is set with the group's inserts.
+_CLAIM: Final = (
+    "UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ? AND last_seq = ? "
+    "AND status NOT IN ({}) RETURNING status, waiting_approval".format(
+        ", ".join(f"'{s.value}'" for s in RunStatus if s.finished)
+    )
+)
+_SET_STATUS: Final = (
+    "UPDATE runs SET status = ?, waiting_approval = ?, finished_at = ? WHERE id = ?"
+)
 _CAS: Final = (
     "UPDATE runs SET last_seq = ?, status = ?, waiting_approval = ?, updated_at = ?, "
     "finished_at = ? WHERE id = ? AND last_seq = ?"
@@ -171,19 +183,53 @@ def _fresh(events: Sequence[NewEvent], held: set[str]) -> tuple[list[NewEvent], 
     return fresh, tuple(duplicates)
 
 
-def _append(sql: DriverSQL, request: AppendRequest, event_rows: list[tuple[Any, ...]]) -> Appended:
-    """Check and record one request; its events are added to `event_rows`, for the caller
-    to insert with the rest of the group's."""
+@dataclass
+class _GroupWrites:
+    """What a group's appends write once their checks are done: together, in one
+    statement on PostgreSQL (`DriverSQL.write`)."""
+
+    statuses: list[Statement] = field(default_factory=list)
+    event_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    artefacts: list[tuple[str, NewArtefact]] = field(default_factory=list)
+    runs: set[str] = field(default_factory=set)
+
+    def flush(self, sql: DriverSQL, artefact_max_bytes: int) -> None:
+        writes: list[Insert | Statement] = [*self.statuses, Insert(_INSERT_EVENTS, self.event_rows)]
+        if self.artefacts:
+            writes += artefact_inserts(sql, self.artefacts, artefact_max_bytes)[0]
+        sql.write(*writes)
+        self.statuses, self.event_rows, self.artefacts, self.runs = [], [], [], set()
+
+
+def _append(
+    sql: DriverSQL, request: AppendRequest, writes: _GroupWrites, careful: bool
+) -> Appended:
+    """Check and record one request; its status, events and artefacts go to `writes`
+    (or, for the status, straight to the run's row).
+
+    The first try (not `careful`) assumes what a group commit almost always finds: the
+    expected seq, an unfinished run and no stored idempotency key among the events. The
+    claim checks the first two and moves the seq in one statement; a stored key makes
+    the events' insert fail, and the group is then written again carefully, one
+    transaction each (`EventStore.append_many`). The careful way reads the run and its
+    keys first, and drops the events whose keys the run holds."""
     run_id, expected_seq, events = request.run_id, request.expected_seq, request.events
     now = datetime.now(UTC)
     stamp = sql.timestamp(now)
     if request.new_run is not None:
         row = request.new_run
         sql.execute(_INSERT_RUN, [*(row[c] for c in _RUN_COLUMNS), stamp, stamp, None])
-    keys = sorted({e.key for e in events if e.key is not None})
+    keys = [e.key for e in events if e.key is not None]
+    if not careful and events and len(set(keys)) == len(keys):
+        claimed = sql.rows(_CLAIM, [expected_seq + len(events), stamp, run_id, expected_seq])
+        if claimed:
+            status, waiting = claimed[0]
+            return _write_checked(
+                sql, request, writes, list(events), (), status, waiting, now, True
+            )
     if keys:
-        query = _RUN_AND_KEYS.format(keys=placeholders(len(keys)))
-        rows = sql.rows(query, [*keys, run_id])
+        query = _RUN_AND_KEYS.format(keys=placeholders(len(set(keys))))
+        rows = sql.rows(query, [*sorted(set(keys)), run_id])
     else:
         rows = sql.rows(_RUN, [run_id])
     if not rows:
@@ -194,10 +240,28 @@ def _append(sql: DriverSQL, request: AppendRequest, event_rows: list[tuple[Any, 
         return Appended(stored_seq, (), duplicates)
     if stored_seq != expected_seq:
         raise ConcurrencyConflict(run_id, expected_seq, stored_seq)
-    status = RunStatus(stored_status)
-    if fresh and status.finished:
-        raise RunFinished(run_id, status.value)
+    if fresh and RunStatus(stored_status).finished:
+        raise RunFinished(run_id, stored_status)
+    return _write_checked(
+        sql, request, writes, fresh, duplicates, stored_status, stored_waiting, now, False
+    )
 
+
+def _write_checked(
+    sql: DriverSQL,
+    request: AppendRequest,
+    writes: _GroupWrites,
+    fresh: list[NewEvent],
+    duplicates: tuple[str, ...],
+    stored_status: str,
+    stored_waiting: str,
+    now: datetime,
+    claimed: bool,
+) -> Appended:
+    """The checked events of `request` folded over the stored status, and written."""
+    run_id, expected_seq = request.run_id, request.expected_seq
+    stamp = sql.timestamp(now)
+    status = RunStatus(stored_status)
     waiting = set(json.loads(stored_waiting))
     stored: list[Event] = []
     for offset, new in enumerate(fresh, start=1):
@@ -207,13 +271,17 @@ def _append(sql: DriverSQL, request: AppendRequest, event_rows: list[tuple[Any, 
         status = advance_status(status, new.type, bool(waiting))
     last_seq = expected_seq + len(stored)
     finished = stamp if status.finished else None
+    state = [status.value, _json(sorted(waiting))]
+    if claimed:
+        writes.statuses.append(Statement(_SET_STATUS, [*state, finished, run_id]))
     # The compare-and-set; it also takes the run's write lock before the inserts.
-    changes = [last_seq, status.value, _json(sorted(waiting)), stamp, finished]
-    if sql.execute(_CAS, [*changes, run_id, expected_seq]) != 1:
+    elif sql.execute(_CAS, [last_seq, *state, stamp, finished, run_id, expected_seq]) != 1:
         raise ConcurrencyConflict(run_id, expected_seq, None)
-    event_rows.extend(
+    writes.event_rows.extend(
         (run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key) for e in stored
     )
+    if stored or not request.events:
+        writes.artefacts.extend((run_id, item) for item in request.artefacts)
     _write_timers(sql, run_id, request.set_timers, request.clear_timers, status.finished)
     if request.logs:
         write_log_lines(sql, run_id, request.logs)
@@ -221,29 +289,28 @@ def _append(sql: DriverSQL, request: AppendRequest, event_rows: list[tuple[Any, 
 
 
 def _append_many(
-    conn: Connection, requests: Sequence[AppendRequest], artefact_max_bytes: int
+    conn: Connection,
+    requests: Sequence[AppendRequest],
+    artefact_max_bytes: int,
+    careful: bool = False,
 ) -> list[Appended | StorageError]:
     """Each request as `_append` does it; a conflict is returned in its place. `_append`
-    raises those before it writes anything, so the others still commit. The events of all
-    the requests written go in together, as do their artefacts (statements, not rows, are
+    raises those before it writes anything, so the others still commit. The statuses,
+    events and artefacts of all the requests go in together (statements, not rows, are
     what an append pays for)."""
     sql = DriverSQL(conn)
     outcomes: list[Appended | StorageError] = []
-    event_rows: list[tuple[Any, ...]] = []
-    artefacts: list[tuple[str, NewArtefact]] = []
+    writes = _GroupWrites()
     for request in requests:
+        if request.run_id in writes.runs:  # a second append for a run: after the first's
+            writes.flush(sql, artefact_max_bytes)
         try:
-            appended = _append(sql, request, event_rows)
+            outcomes.append(_append(sql, request, writes, careful))
         except (ConcurrencyConflict, RunFinished, UnknownRun) as exc:
             outcomes.append(exc)
             continue
-        outcomes.append(appended)
-        if appended.events or not request.events:
-            artefacts.extend((request.run_id, item) for item in request.artefacts)
-    inserts = [Insert(_INSERT_EVENTS, event_rows)]
-    if artefacts:
-        inserts += artefact_inserts(sql, artefacts, artefact_max_bytes)[0]
-    sql.insert(*inserts)
+        writes.runs.add(request.run_id)
+    writes.flush(sql, artefact_max_bytes)
     return outcomes
 
 
@@ -266,7 +333,7 @@ def _write_timers(
     rows = [
         (run_id, t.key, t.kind.value, sql.timestamp(t.due_at), _json(t.data)) for t in set_timers
     ]
-    sql.insert(Insert(_INSERT_TIMERS, rows))
+    sql.write(Insert(_INSERT_TIMERS, rows))
 
 
 def _read(conn: Connection, run_id: str, after_seq: int, limit: int | None) -> list[Event]:
@@ -327,7 +394,14 @@ class EventStore:
         """One request in a transaction of its own."""
         r = request
         try:
-            [outcome] = await self.db.hot_transaction(_append_many, [r], self.artefact_max_bytes)
+            try:
+                [outcome] = await self.db.hot_transaction(
+                    _append_many, [r], self.artefact_max_bytes
+                )
+            except IntegrityError:  # a stored key (see `_append`): once more, carefully
+                [outcome] = await self.db.hot_transaction(
+                    _append_many, [r], self.artefact_max_bytes, True
+                )
         except IntegrityError as exc:
             actual = await self.db.transaction(_last_seq, r.run_id)
             if r.new_run is not None:

@@ -135,7 +135,7 @@ def write_log_lines(sql: DriverSQL, run_id: str, lines: Sequence[NewLogLine]) ->
         )
         for seq, line in enumerate(lines, start=first)
     ]
-    sql.insert(Insert(_INSERT_LINES, rows))
+    sql.write(Insert(_INSERT_LINES, rows))
 
 
 def _append(conn: Connection, run_id: str, lines: Sequence[NewLogLine]) -> None:

@@ -22,6 +22,7 @@ from flowforge.control.storage import (
     TimerKind,
     UnknownRun,
 )
+from flowforge.control.storage.events import AppendRequest
 from tests.pg import admin
 
 E = EventType
@@ -115,11 +116,14 @@ async def test_concurrent_appenders_never_share_a_seq(storage: Storage, version:
     log has no gaps, and redelivered keys are dropped."""
     await new_run(storage, version)
     events = storage.events
+    together = asyncio.Barrier(24)
 
     async def writer(n: int) -> int:
         conflicts = 0
         while True:
             last = (await events.run("run-1")).last_seq
+            if conflicts == 0:  # every first try starts from the same seq: they race
+                await together.wait()
             try:
                 await events.append("run-1", last, [step(E.STEP_DISPATCHED, f"s{n}", key=f"d/{n}")])
                 return conflicts
@@ -281,3 +285,21 @@ async def test_an_append_larger_than_one_statement_holds_is_stored_whole(
     log = await storage.events.read("run-1")
     assert [e.seq for e in log] == list(range(1, 402))
     assert [e.key for e in log[1:]] == [f"dispatch/s{i}/1" for i in range(400)]
+
+
+async def test_a_group_with_a_redelivered_result_stores_the_rest_and_drops_it(
+    storage: Storage, version: str
+) -> None:
+    await new_run(storage, version, "run-1", "a")
+    await new_run(storage, version, "run-2", "a")
+    done = step(E.STEP_SUCCEEDED, "a", "result/a/1", attempt=1, output={})
+    await storage.events.append("run-2", 1, [done])
+    # run-2's result again, at its current seq: the key is what says it is stored.
+    again = AppendRequest("run-2", 2, [done])
+    fresh = AppendRequest("run-1", 1, [done])
+    first, second = await storage.events.append_many([fresh, again])
+    assert not isinstance(first, Exception) and first.last_seq == 2
+    assert not isinstance(second, Exception)
+    assert (second.last_seq, second.events, second.duplicates) == (2, (), ("result/a/1",))
+    assert [e.seq for e in await storage.events.read("run-1")] == [1, 2]
+    assert [e.seq for e in await storage.events.read("run-2")] == [1, 2]
