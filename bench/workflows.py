@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -249,7 +248,8 @@ async def distributed(rounds: int, nats_url: str, pg: str | None) -> list[Figure
 
 class WorkerProcess:
     """`flowforge worker` in a process of its own, as a deployment runs it (its own
-    interpreter and GIL, its own NATS connection)."""
+    interpreter and GIL, its own NATS connection). Its log goes to a file: a thread here
+    reading it line by line would take this process's GIL twice a step."""
 
     def __init__(self, nats_url: str, prefix: str, workspace: Path, config: Path) -> None:
         command = [
@@ -258,24 +258,17 @@ class WorkerProcess:
             "--workspace", str(workspace),
         ]  # fmt: skip
         env = {**os.environ, "FLOWFORGE_CONFIG_DIR": str(config)}
-        self.process = subprocess.Popen(
-            command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
-        )
-        self._ready = threading.Event()
-        self._said: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(60):
-            self.stop()
-            raise RuntimeError("the worker did not start:\n" + "".join(self._said[-20:]))
-
-    def _read(self) -> None:
-        # Its log is read to the end, so a full pipe never stalls it.
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            if not self._ready.is_set():
-                self._said.append(line)
-                if "taking tasks of pool" in line:
-                    self._ready.set()
+        self.log = workspace.parent / "worker.log"
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                command, stderr=log, stdout=subprocess.DEVNULL, text=True, env=env
+            )
+        end = time.monotonic() + 60
+        while "taking tasks of pool" not in self.log.read_text():
+            if self.process.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise RuntimeError("the worker did not start:\n" + self.log.read_text()[-2000:])
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Drain it (SIGTERM); kill it if it has not finished within 15 s."""

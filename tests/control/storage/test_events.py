@@ -23,7 +23,8 @@ from flowforge.control.storage import (
     UnknownRun,
 )
 from flowforge.control.storage.events import AppendRequest
-from tests.pg import admin
+from tests.control.storage.conftest import CANONICAL, VERSION
+from tests.pg import admin, fresh_database
 
 E = EventType
 
@@ -256,22 +257,26 @@ async def test_timers_are_set_moved_cleared_and_dropped_at_the_end(
     assert await events.next_timer() is None
 
 
-async def test_an_append_survives_the_server_dropping_its_connection(
-    storage: Storage, version: str
-) -> None:
-    if storage.db.dialect != "postgresql":
-        pytest.skip("SQLite has no server to drop a connection")
-    await new_run(storage, version, "run-1", "a")
-    database = storage.db.engine.url.database
-    # Every backend of this database goes, as in a server restart: the appends' own
-    # connection included, which must be replaced rather than fail the next append.
-    admin(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-    )
-    appended = await storage.events.append("run-1", 1, [step(E.STEP_DISPATCHED, "a", attempt=1)])
-    assert appended.last_seq == 2
-    assert [e.seq for e in await storage.events.read("run-1")] == [1, 2]
+async def test_an_append_survives_the_server_dropping_its_connection() -> None:
+    # PostgreSQL only: SQLite has no server to drop a connection.
+    with fresh_database("ff_dropped") as url:
+        storage = await Storage.open(url)
+        try:
+            await storage.versions.put("demo", VERSION, CANONICAL)
+            await new_run(storage, VERSION, "run-1", "a")
+            database = storage.db.engine.url.database
+            # Every backend of this database goes, as in a server restart: the appends' own
+            # connection included, which must be replaced rather than fail the next append.
+            admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+            )
+            step_a = step(E.STEP_DISPATCHED, "a", attempt=1)
+            appended = await storage.events.append("run-1", 1, [step_a])
+            assert appended.last_seq == 2
+            assert [e.seq for e in await storage.events.read("run-1")] == [1, 2]
+        finally:
+            await storage.close()
 
 
 async def test_an_append_larger_than_one_statement_holds_is_stored_whole(
