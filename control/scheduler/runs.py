@@ -21,6 +21,7 @@ from flowforge.control.storage import (
     NewEvent,
     NewLogLine,
     RunState,
+    RunStatus,
     StepStatus,
     Timer,
 )
@@ -113,6 +114,8 @@ class Batch:
     futures: list[asyncio.Future[None]] = field(default_factory=list)
     external: list[Event] = field(default_factory=list)  # appended by another process
     logs: list[NewLogLine] = field(default_factory=list)  # step log lines
+    # The run's status and waiting steps before this decision, as its stored row holds them.
+    stored: tuple[RunStatus, tuple[str, ...]] | None = None
     artefacts: list[NewArtefact] = field(default_factory=list)  # step inputs and outputs
     full_scan: bool = False
 

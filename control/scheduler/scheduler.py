@@ -501,7 +501,8 @@ class Scheduler:
             reloads = 0
             while run.inbox and not self._closing:
                 items, run.inbox = run.inbox, []
-                batch = Batch()
+                stored = (run.state.status, tuple(sorted(run.state.waiting_approval)))
+                batch = Batch(stored=stored)
                 for item in items:
                     self._handle(run, batch, item)
                 if not run.state.status.finished and run.admitted:
@@ -553,6 +554,7 @@ class Scheduler:
         ):
             return
         expected = run.state.last_seq - len(batch.events)
+        status, waiting = batch.stored or (None, ())
         request = AppendRequest(
             run.id,
             expected,
@@ -562,6 +564,8 @@ class Scheduler:
             new_run,
             batch.logs,
             batch.artefacts,
+            status,
+            waiting,
         )
         appended = await self._group.append(request)
         if appended.duplicates:

@@ -154,6 +154,8 @@ _INSERT_LINKS: Final = (
     "INSERT INTO step_artefacts (run_id, step, attempt, kind, digest, size, truncated, created_at)"
 )
 _IGNORING_DUPLICATES: Final = " ON CONFLICT DO NOTHING"
+_BLOB_TYPES: Final = ("text", "bigint", "bytea", "timestamptz")
+_LINK_TYPES: Final = ("text", "text", "integer", "text", "text", "bigint", "boolean", "timestamptz")
 
 
 def artefact_inserts(
@@ -180,8 +182,8 @@ def artefact_inserts(
     ]
     # Sorted, so that two writers on PostgreSQL take the blob rows' locks in one order.
     inserts = [
-        Insert(_INSERT_BLOBS, [blobs[d] for d in sorted(blobs)], _IGNORING_DUPLICATES),
-        Insert(_INSERT_LINKS, link_rows, _IGNORING_DUPLICATES),
+        Insert(_INSERT_BLOBS, [blobs[d] for d in sorted(blobs)], _IGNORING_DUPLICATES, _BLOB_TYPES),
+        Insert(_INSERT_LINKS, link_rows, _IGNORING_DUPLICATES, _LINK_TYPES),
     ]
     return inserts, list(links.values())
 

@@ -47,8 +47,8 @@ class Database:
         # PostgreSQL, checking a pooled connection out pings the server first: 0.6 ms
         # of a 1.4 ms append) and given back (and reset) each time.
         self._hot: Connection | None = None  # SQLite: used on the loop's thread only
-        self._hot_async: AsyncConnection | None = None  # PostgreSQL: one user at a time
-        self._hot_lock = asyncio.Lock()
+        self._hot_pg = _Dedicated(engine, autocommit=False)
+        self._single_pg = _Dedicated(engine, autocommit=True)
 
     @classmethod
     async def open(cls, url: str) -> Database:
@@ -96,15 +96,62 @@ class Database:
     async def _hot_postgresql(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        if self._hot_lock.locked():  # the connection is busy: a pooled one, not a queue
+        if self._hot_pg.busy:  # the connection is busy: a pooled one, not a queue
             return await self.transaction(fn, *args, **kwargs)
-        async with self._hot_lock:
+        return await self._hot_pg.run(fn, *args, **kwargs)
+
+    async def single_statement(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T | None:
+        """PostgreSQL: `fn`, which runs one statement, committed on its own: autocommit,
+        so without the round trips of BEGIN and COMMIT. None on SQLite (which has no round
+        trips to save) or while the connection is busy: the caller writes the usual way."""
+        if self._sqlite is not None or self._single_pg.busy:
+            return None
+        return await self._single_pg.run(fn, *args, **kwargs)
+
+    async def close(self) -> None:
+        if self._hot is not None:
+            self._hot.close()
+            self._hot = None
+        await self._hot_pg.close()
+        await self._single_pg.close()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        if self._sqlite is not None:
+            self._sqlite.dispose()
+        await self.engine.dispose()
+
+
+class _Dedicated:
+    """A PostgreSQL connection kept for one kind of work, one user at a time, replaced
+    when the server has dropped it."""
+
+    def __init__(self, engine: AsyncEngine, *, autocommit: bool) -> None:
+        self._engine = engine
+        self._autocommit = autocommit
+        self._conn: AsyncConnection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    async def run(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        async with self._lock:
             for last_try in (False, True):
-                if self._hot_async is None:
-                    self._hot_async = await self.engine.connect()
+                if self._conn is None:
+                    conn = await self._engine.connect()
+                    if self._autocommit:
+                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    self._conn = conn
                 try:
-                    async with self._hot_async.begin():
-                        return await self._hot_async.run_sync(fn, *args, **kwargs)
+                    if self._autocommit:
+                        return await self._conn.run_sync(fn, *args, **kwargs)
+                    async with self._conn.begin():
+                        return await self._conn.run_sync(fn, *args, **kwargs)
                 except DBAPIError as exc:
                     if not exc.connection_invalidated:
                         raise
@@ -112,23 +159,13 @@ class Database:
                     # connects afresh, as a pooled connection's ping would have. A COMMIT
                     # whose answer was lost is safe to repeat: the append's idempotency
                     # keys and compare-and-set turn a repeat into a reported duplicate.
-                    with contextlib.suppress(DBAPIError):
-                        await self._hot_async.close()
-                    self._hot_async = None
+                    await self.close()
                     if last_try:
                         raise
         raise AssertionError("unreachable: the last try returns or raises")
 
     async def close(self) -> None:
-        if self._hot is not None:
-            self._hot.close()
-            self._hot = None
-        if self._hot_async is not None:
+        if self._conn is not None:
             with contextlib.suppress(DBAPIError):
-                await self._hot_async.close()
-            self._hot_async = None
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-        if self._sqlite is not None:
-            self._sqlite.dispose()
-        await self.engine.dispose()
+                await self._conn.close()
+            self._conn = None

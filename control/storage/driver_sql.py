@@ -112,6 +112,28 @@ class DriverSQL:
         if pending:
             self._execute_together(pending)
 
+    def write_if_claimed(self, claim: Statement, inserts: Sequence[Insert]) -> bool | None:
+        """PostgreSQL: `claim` (an UPDATE ... RETURNING) and the inserts in one statement,
+        the inserts only if the claim returned a row; whether it did. None when this is
+        SQLite or the values are too many for one statement: the caller writes the usual
+        way."""
+        if self._sqlite:
+            return None
+        clauses = [f"c AS ({claim.text})"]
+        params = list(claim.params)
+        for n, insert in enumerate(i for i in inserts if i.rows):
+            one = "(" + ", ".join(f"?::{t}" for t in insert.types) + ")"
+            values = ", ".join([one] * len(insert.rows))
+            clauses.append(
+                f"w{n} AS ({insert.head} SELECT * FROM (VALUES {values}) AS v "
+                f"WHERE EXISTS (SELECT 1 FROM c){insert.tail})"
+            )
+            params += [v for row in insert.rows for v in row]
+        if len(params) > _MAX_PARAMS_POSTGRESQL:
+            return None
+        found = self.rows(f"WITH {', '.join(clauses)} SELECT count(*) FROM c", params)
+        return bool(found[0][0])
+
     def _execute_together(self, statements: Sequence[tuple[str, list[Any]]]) -> None:
         *first, (last, last_params) = statements
         if not first:
@@ -132,12 +154,14 @@ class Statement:
 
 @dataclass(frozen=True, slots=True)
 class Insert:
-    """Rows for `DriverSQL.insert`: `head` names the table and columns, `tail` may add an
-    ON CONFLICT clause."""
+    """Rows for `DriverSQL.write`: `head` names the table and columns, `tail` may add an
+    ON CONFLICT clause; `types` are the columns' PostgreSQL types, for `write_if_claimed`
+    (which selects the rows from a VALUES list, where PostgreSQL cannot infer them)."""
 
     head: str
     rows: Sequence[Sequence[Any]]
     tail: str = ""
+    types: tuple[str, ...] = ()
 
 
 def _statements(

@@ -308,3 +308,36 @@ async def test_a_group_with_a_redelivered_result_stores_the_rest_and_drops_it(
     assert (second.last_seq, second.events, second.duplicates) == (2, (), ("result/a/1",))
     assert [e.seq for e in await storage.events.read("run-1")] == [1, 2]
     assert [e.seq for e in await storage.events.read("run-2")] == [1, 2]
+
+
+async def test_an_append_that_says_what_the_run_holds_is_stored_only_if_it_is_right(
+    storage: Storage, version: str
+) -> None:
+    await new_run(storage, version, "run-1", "a", "b")
+    await new_run(storage, version, "run-2", "a", "b")
+    running = RunStatus.RUNNING
+    go = step(E.STEP_DISPATCHED, "a", "dispatch/a/1", attempt=1)
+    # Right: run-started moved the run to running and nothing waits.
+    [right] = await storage.events.append_many(
+        [AppendRequest("run-1", 1, [go], stored_status=running)]
+    )
+    assert not isinstance(right, Exception) and right.last_seq == 2
+    # Wrong (it believes a step waits for approval): the store folds over what it holds.
+    [wrong] = await storage.events.append_many(
+        [AppendRequest("run-2", 1, [go], stored_status=running, stored_waiting=("b",))]
+    )
+    assert not isinstance(wrong, Exception) and wrong.last_seq == 2
+    for run_id in ("run-1", "run-2"):
+        record = await storage.events.run(run_id)
+        assert (record.status, record.waiting_approval, record.last_seq) == (running, (), 2)
+    # A stale seq is a conflict, and a redelivery (its key stored) is a duplicate.
+    go_b = step(E.STEP_DISPATCHED, "b", "dispatch/b/1", attempt=1)
+    [stale] = await storage.events.append_many(
+        [AppendRequest("run-1", 1, [go_b], stored_status=running)]
+    )
+    assert isinstance(stale, ConcurrencyConflict)
+    [again] = await storage.events.append_many(
+        [AppendRequest("run-1", 2, [go], stored_status=running)]
+    )
+    assert not isinstance(again, Exception) and again.duplicates == ("dispatch/a/1",)
+    assert [e.seq for e in await storage.events.read("run-1")] == [1, 2]
