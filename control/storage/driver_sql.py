@@ -78,7 +78,8 @@ class DriverSQL:
         return [tuple(row) for row in self._cursor.fetchall()]
 
     def execute(self, sql: str, params: Sequence[Any]) -> int:
-        """Run one statement; how many rows it changed."""
+        """Run one statement; how many rows it changed. (A statement with RETURNING goes
+        through `rows`: SQLite carries it out as its rows are read.)"""
         text = _dollar(sql) if self._dollar else sql
         try:
             self._cursor.execute(text, tuple(params))

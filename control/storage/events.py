@@ -68,8 +68,8 @@ _CLAIM: Final = (
 # The one-statement append's claim: the row must hold what the caller expects, status and
 # waiting steps included, since the new ones were folded over those.
 _CLAIM_EXPECTED: Final = (
-    "UPDATE runs SET last_seq = ?, status = ?, waiting_approval = ?, updated_at = ?, "
-    "finished_at = ? WHERE id = ? AND last_seq = ? AND status = ? AND waiting_approval = ? "
+    "UPDATE runs SET last_seq = ?, status = ?, waiting_approval = ?, finished_at = ?, "
+    "updated_at = ? WHERE id = ? AND last_seq = ? AND status = ? AND waiting_approval = ? "
     "RETURNING id"
 )
 _EVENT_TYPES: Final = ("text", "bigint", "text", "text", "timestamptz", "text")
@@ -77,8 +77,8 @@ _SET_STATUS: Final = (
     "UPDATE runs SET status = ?, waiting_approval = ?, finished_at = ? WHERE id = ?"
 )
 _CAS: Final = (
-    "UPDATE runs SET last_seq = ?, status = ?, waiting_approval = ?, updated_at = ?, "
-    "finished_at = ? WHERE id = ? AND last_seq = ?"
+    "UPDATE runs SET last_seq = ?, status = ?, waiting_approval = ?, finished_at = ?, "
+    "updated_at = ? WHERE id = ? AND last_seq = ?"
 )
 _RUN_COLUMNS: Final = (
     "id",
@@ -91,8 +91,11 @@ _RUN_COLUMNS: Final = (
     "waiting_approval",
 )
 _INSERT_RUN: Final = (
-    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}, created_at, updated_at, finished_at) "
-    f"VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 3))})"
+    "INSERT INTO runs ({}, status, waiting_approval, finished_at, created_at, updated_at) "
+    "VALUES ({})".format(
+        ", ".join(c for c in _RUN_COLUMNS if c not in ("status", "waiting_approval")),
+        ", ".join("?" * (len(_RUN_COLUMNS) + 3)),
+    )
 )
 _INSERT_EVENTS: Final = "INSERT INTO events (run_id, seq, type, data, at, idempotency_key)"
 _DELETE_TIMERS: Final = "DELETE FROM timers WHERE run_id = ?"
@@ -213,32 +216,77 @@ class _GroupWrites:
         self.statuses, self.event_rows, self.artefacts, self.runs = [], [], [], set()
 
 
+@dataclass(frozen=True, slots=True)
+class _Folded:
+    """A request's events folded over the run's row: what its row holds after them."""
+
+    events: tuple[Event, ...]
+    status: RunStatus
+    waiting: str  # the JSON list the row keeps
+    last_seq: int
+
+    def row(self, stamp: object) -> list[object]:
+        """status, waiting_approval, finished_at, as the row takes them."""
+        return [self.status.value, self.waiting, stamp if self.status.finished else None]
+
+
+def _fold(
+    request: AppendRequest,
+    fresh: Sequence[NewEvent],
+    status: RunStatus,
+    waiting: Collection[str],
+    now: datetime,
+) -> _Folded:
+    held = set(waiting)
+    stored: list[Event] = []
+    for offset, new in enumerate(fresh, start=request.expected_seq + 1):
+        data = dict(new.data)
+        stored.append(Event(request.run_id, offset, new.type, data, new.at or now, new.key))
+        advance_waiting(held, new.type, data)
+        status = advance_status(status, new.type, bool(held))
+    return _Folded(tuple(stored), status, _json(sorted(held)), request.expected_seq + len(stored))
+
+
 def _append(
     sql: DriverSQL, request: AppendRequest, writes: _GroupWrites, careful: bool
 ) -> Appended:
-    """Check and record one request; its status, events and artefacts go to `writes`
-    (or, for the status, straight to the run's row).
+    """Check and record one request; its events and artefacts (and, after a bare claim,
+    its row's status) go to `writes` for the group's one write.
 
-    The first try (not `careful`) assumes what a group commit almost always finds: the
-    expected seq, an unfinished run and no stored idempotency key among the events. The
-    claim checks the first two and moves the seq in one statement; a stored key makes
-    the events' insert fail, and the group is then written again carefully, one
+    A new run's row goes in with what its events make of it. Otherwise the first try (not
+    `careful`) assumes what a group commit almost always finds: the expected seq, an
+    unfinished run and no stored idempotency key among the events. It claims the row in
+    one statement: with the new status when the request says what the row holds (it
+    must, then), else moving only the seq and taking the stored status back. A stored
+    key makes the events' insert fail, and the group is then written again carefully, one
     transaction each (`EventStore.append_many`). The careful way reads the run and its
     keys first, and drops the events whose keys the run holds."""
-    run_id, expected_seq, events = request.run_id, request.expected_seq, request.events
+    run_id, expected, events = request.run_id, request.expected_seq, request.events
     now = datetime.now(UTC)
     stamp = sql.timestamp(now)
     if request.new_run is not None:
-        row = request.new_run
-        sql.execute(_INSERT_RUN, [*(row[c] for c in _RUN_COLUMNS), stamp, stamp, None])
+        fresh, duplicates = _fresh(events, set())
+        folded = _fold(request, fresh, RunStatus.PENDING, (), now)
+        row = {**request.new_run, "last_seq": folded.last_seq}
+        values = [row[c] for c in _RUN_COLUMNS if c not in ("status", "waiting_approval")]
+        sql.execute(_INSERT_RUN, [*values, *folded.row(stamp), stamp, stamp])
+        return _write_events(sql, request, writes, folded, duplicates)
     keys = [e.key for e in events if e.key is not None]
     if not careful and events and len(set(keys)) == len(keys):
-        claimed = sql.rows(_CLAIM, [expected_seq + len(events), stamp, run_id, expected_seq])
-        if claimed:
-            status, waiting = claimed[0]
-            return _write_checked(
-                sql, request, writes, list(events), (), status, waiting, now, True
-            )
+        if request.stored_status is not None:
+            said = request.stored_status, request.stored_waiting
+            folded = _fold(request, events, *said, now)
+            claim = [folded.last_seq, *folded.row(stamp), stamp, run_id, expected]
+            said_row = [said[0].value, _json(sorted(said[1]))]
+            if sql.rows(_CLAIM_EXPECTED, [*claim, *said_row]):
+                return _write_events(sql, request, writes, folded, ())
+        else:
+            claimed = sql.rows(_CLAIM, [expected + len(events), stamp, run_id, expected])
+            if claimed:
+                status, waiting = claimed[0]
+                folded = _fold(request, events, RunStatus(status), json.loads(waiting), now)
+                writes.statuses.append(Statement(_SET_STATUS, [*folded.row(stamp), run_id]))
+                return _write_events(sql, request, writes, folded, ())
     if keys:
         query = _RUN_AND_KEYS.format(keys=placeholders(len(set(keys))))
         rows = sql.rows(query, [*sorted(set(keys)), run_id])
@@ -250,54 +298,37 @@ def _append(
     fresh, duplicates = _fresh(events, {r[3] for r in rows if r[3]})
     if events and not fresh:
         return Appended(stored_seq, (), duplicates)
-    if stored_seq != expected_seq:
-        raise ConcurrencyConflict(run_id, expected_seq, stored_seq)
+    if stored_seq != expected:
+        raise ConcurrencyConflict(run_id, expected, stored_seq)
     if fresh and RunStatus(stored_status).finished:
         raise RunFinished(run_id, stored_status)
-    return _write_checked(
-        sql, request, writes, fresh, duplicates, stored_status, stored_waiting, now, False
-    )
+    folded = _fold(request, fresh, RunStatus(stored_status), json.loads(stored_waiting), now)
+    # The compare-and-set; it also takes the run's write lock before the inserts.
+    cas = [folded.last_seq, *folded.row(stamp), stamp, run_id, expected]
+    if sql.execute(_CAS, cas) != 1:
+        raise ConcurrencyConflict(run_id, expected, None)
+    return _write_events(sql, request, writes, folded, duplicates)
 
 
-def _write_checked(
+def _write_events(
     sql: DriverSQL,
     request: AppendRequest,
     writes: _GroupWrites,
-    fresh: list[NewEvent],
+    folded: _Folded,
     duplicates: tuple[str, ...],
-    stored_status: str,
-    stored_waiting: str,
-    now: datetime,
-    claimed: bool,
 ) -> Appended:
-    """The checked events of `request` folded over the stored status, and written."""
-    run_id, expected_seq = request.run_id, request.expected_seq
-    stamp = sql.timestamp(now)
-    status = RunStatus(stored_status)
-    waiting = set(json.loads(stored_waiting))
-    stored: list[Event] = []
-    for offset, new in enumerate(fresh, start=1):
-        data = dict(new.data)
-        stored.append(Event(run_id, expected_seq + offset, new.type, data, new.at or now, new.key))
-        advance_waiting(waiting, new.type, data)
-        status = advance_status(status, new.type, bool(waiting))
-    last_seq = expected_seq + len(stored)
-    finished = stamp if status.finished else None
-    state = [status.value, _json(sorted(waiting))]
-    if claimed:
-        writes.statuses.append(Statement(_SET_STATUS, [*state, finished, run_id]))
-    # The compare-and-set; it also takes the run's write lock before the inserts.
-    elif sql.execute(_CAS, [last_seq, *state, stamp, finished, run_id, expected_seq]) != 1:
-        raise ConcurrencyConflict(run_id, expected_seq, None)
+    """The request's events and artefacts to `writes`; its timers and log lines now."""
+    run_id = request.run_id
     writes.event_rows.extend(
-        (run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key) for e in stored
+        (run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key)
+        for e in folded.events
     )
-    if stored or not request.events:
+    if folded.events or not request.events:
         writes.artefacts.extend((run_id, item) for item in request.artefacts)
-    _write_timers(sql, run_id, request.set_timers, request.clear_timers, status.finished)
+    _write_timers(sql, run_id, request.set_timers, request.clear_timers, folded.status.finished)
     if request.logs:
         write_log_lines(sql, run_id, request.logs)
-    return Appended(last_seq, tuple(stored), duplicates)
+    return Appended(folded.last_seq, folded.events, duplicates)
 
 
 def _in_one_statement(
@@ -312,32 +343,15 @@ def _in_one_statement(
     sql = DriverSQL(conn)
     now = datetime.now(UTC)
     stamp = sql.timestamp(now)
-    status, waiting = r.stored_status, set(r.stored_waiting)
-    stored: list[Event] = []
-    for offset, new in enumerate(r.events, start=1):
-        data = dict(new.data)
-        stored.append(
-            Event(r.run_id, r.expected_seq + offset, new.type, data, new.at or now, new.key)
-        )
-        advance_waiting(waiting, new.type, data)
-        status = advance_status(status, new.type, bool(waiting))
-    last_seq = r.expected_seq + len(stored)
+    folded = _fold(r, r.events, r.stored_status, r.stored_waiting, now)
+    said_row = [r.stored_status.value, _json(sorted(r.stored_waiting))]
     claim = Statement(
         _CLAIM_EXPECTED,
-        [
-            last_seq,
-            status.value,
-            _json(sorted(waiting)),
-            stamp,
-            stamp if status.finished else None,
-            r.run_id,
-            r.expected_seq,
-            r.stored_status.value,
-            _json(sorted(r.stored_waiting)),
-        ],
+        [folded.last_seq, *folded.row(stamp), stamp, r.run_id, r.expected_seq, *said_row],
     )
     event_rows = [
-        (r.run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key) for e in stored
+        (r.run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key)
+        for e in folded.events
     ]
     inserts = [Insert(_INSERT_EVENTS, event_rows, types=_EVENT_TYPES)]
     if r.artefacts:
@@ -345,7 +359,7 @@ def _in_one_statement(
         inserts += artefact_inserts(sql, entries, artefact_max_bytes)[0]
     if not sql.write_if_claimed(claim, inserts):
         return None
-    return Appended(last_seq, tuple(stored), ())
+    return Appended(folded.last_seq, folded.events, ())
 
 
 def _append_many(
