@@ -56,26 +56,14 @@ _RUN_AND_KEYS: Final = (
     "AND events.idempotency_key IN ({keys}) WHERE runs.id = ?"
 )
 _RUN: Final = "SELECT last_seq, status, waiting_approval, NULL FROM runs WHERE id = ?"
-# The group commit's first try (see `_append`): move the run's seq past the new events if
-# nobody else has moved it and the run is not finished, taking back the stored status to
-# fold the events over; the status itself is set with the group's inserts.
-_CLAIM: Final = (
-    "UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ? AND last_seq = ? "
-    "AND status NOT IN ({}) RETURNING status, waiting_approval".format(
-        ", ".join(f"'{s.value}'" for s in RunStatus if s.finished)
-    )
-)
-# The one-statement append's claim: the row must hold what the caller expects, status and
-# waiting steps included, since the new ones were folded over those.
+# The first try's claim (see `_append`): the row must hold what the caller expects, seq,
+# status and waiting steps, since the new ones were folded over those.
 _CLAIM_EXPECTED: Final = (
     "UPDATE runs SET last_seq = ?, status = ?, waiting_approval = ?, finished_at = ?, "
     "updated_at = ? WHERE id = ? AND last_seq = ? AND status = ? AND waiting_approval = ? "
     "RETURNING id"
 )
 _EVENT_TYPES: Final = ("text", "bigint", "text", "text", "timestamptz", "text")
-_SET_STATUS: Final = (
-    "UPDATE runs SET status = ?, waiting_approval = ?, finished_at = ? WHERE id = ?"
-)
 _CAS: Final = (
     "UPDATE runs SET last_seq = ?, status = ?, waiting_approval = ?, finished_at = ?, "
     "updated_at = ? WHERE id = ? AND last_seq = ?"
@@ -203,17 +191,16 @@ class _GroupWrites:
     """What a group's appends write once their checks are done: together, in one
     statement on PostgreSQL (`DriverSQL.write`)."""
 
-    statuses: list[Statement] = field(default_factory=list)
     event_rows: list[tuple[Any, ...]] = field(default_factory=list)
     artefacts: list[tuple[str, NewArtefact]] = field(default_factory=list)
     runs: set[str] = field(default_factory=set)
 
     def flush(self, sql: DriverSQL, artefact_max_bytes: int) -> None:
-        writes: list[Insert | Statement] = [*self.statuses, Insert(_INSERT_EVENTS, self.event_rows)]
+        writes = [_events_insert(self.event_rows)]
         if self.artefacts:
             writes += artefact_inserts(sql, self.artefacts, artefact_max_bytes)[0]
         sql.write(*writes)
-        self.statuses, self.event_rows, self.artefacts, self.runs = [], [], [], set()
+        self.event_rows, self.artefacts, self.runs = [], [], set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,20 +234,39 @@ def _fold(
     return _Folded(tuple(stored), status, _json(sorted(held)), request.expected_seq + len(stored))
 
 
+def _claim_expected(request: AppendRequest, folded: _Folded, stamp: object) -> Statement:
+    """The claim of the run's row for `folded`, if the row holds what `request` says."""
+    assert request.stored_status is not None
+    said = [request.stored_status.value, _json(sorted(request.stored_waiting))]
+    where = [request.run_id, request.expected_seq, *said]
+    return Statement(_CLAIM_EXPECTED, [folded.last_seq, *folded.row(stamp), stamp, *where])
+
+
+def _event_rows(sql: DriverSQL, run_id: str, folded: _Folded) -> list[tuple[Any, ...]]:
+    return [
+        (run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key)
+        for e in folded.events
+    ]
+
+
+def _events_insert(rows: Sequence[tuple[Any, ...]]) -> Insert:
+    return Insert(_INSERT_EVENTS, rows, types=_EVENT_TYPES)
+
+
 def _append(
     sql: DriverSQL, request: AppendRequest, writes: _GroupWrites, careful: bool
 ) -> Appended:
-    """Check and record one request; its events and artefacts (and, after a bare claim,
-    its row's status) go to `writes` for the group's one write.
+    """Check and record one request; its events and artefacts go to `writes` for the
+    group's one write.
 
-    A new run's row goes in with what its events make of it. Otherwise the first try (not
-    `careful`) assumes what a group commit almost always finds: the expected seq, an
-    unfinished run and no stored idempotency key among the events. It claims the row in
-    one statement: with the new status when the request says what the row holds (it
-    must, then), else moving only the seq and taking the stored status back. A stored
-    key makes the events' insert fail, and the group is then written again carefully, one
-    transaction each (`EventStore.append_many`). The careful way reads the run and its
-    keys first, and drops the events whose keys the run holds."""
+    A new run's row goes in with what its events make of it. Otherwise, when the request
+    says what the run's row holds (the scheduler's own fold: `stored_status`), the first
+    try (not `careful`) assumes what a group commit almost always finds: that, and no
+    stored idempotency key among the events. One statement claims the row with the new
+    status if it holds what was said; a stored key makes the events' insert fail, and the
+    group is then written again carefully, one transaction each
+    (`EventStore.append_many`). The careful way reads the run and its keys first, and
+    drops the events whose keys the run holds."""
     run_id, expected, events = request.run_id, request.expected_seq, request.events
     now = datetime.now(UTC)
     stamp = sql.timestamp(now)
@@ -272,21 +278,12 @@ def _append(
         sql.execute(_INSERT_RUN, [*values, *folded.row(stamp), stamp, stamp])
         return _write_events(sql, request, writes, folded, duplicates)
     keys = [e.key for e in events if e.key is not None]
-    if not careful and events and len(set(keys)) == len(keys):
-        if request.stored_status is not None:
-            said = request.stored_status, request.stored_waiting
-            folded = _fold(request, events, *said, now)
-            claim = [folded.last_seq, *folded.row(stamp), stamp, run_id, expected]
-            said_row = [said[0].value, _json(sorted(said[1]))]
-            if sql.rows(_CLAIM_EXPECTED, [*claim, *said_row]):
-                return _write_events(sql, request, writes, folded, ())
-        else:
-            claimed = sql.rows(_CLAIM, [expected + len(events), stamp, run_id, expected])
-            if claimed:
-                status, waiting = claimed[0]
-                folded = _fold(request, events, RunStatus(status), json.loads(waiting), now)
-                writes.statuses.append(Statement(_SET_STATUS, [*folded.row(stamp), run_id]))
-                return _write_events(sql, request, writes, folded, ())
+    said = request.stored_status
+    if not careful and said is not None and events and len(set(keys)) == len(keys):
+        folded = _fold(request, events, said, request.stored_waiting, now)
+        claim = _claim_expected(request, folded, stamp)
+        if sql.rows(claim.text, claim.params):
+            return _write_events(sql, request, writes, folded, ())
     if keys:
         query = _RUN_AND_KEYS.format(keys=placeholders(len(set(keys))))
         rows = sql.rows(query, [*sorted(set(keys)), run_id])
@@ -319,10 +316,7 @@ def _write_events(
 ) -> Appended:
     """The request's events and artefacts to `writes`; its timers and log lines now."""
     run_id = request.run_id
-    writes.event_rows.extend(
-        (run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key)
-        for e in folded.events
-    )
+    writes.event_rows += _event_rows(sql, run_id, folded)
     if folded.events or not request.events:
         writes.artefacts.extend((run_id, item) for item in request.artefacts)
     _write_timers(sql, run_id, request.set_timers, request.clear_timers, folded.status.finished)
@@ -344,20 +338,11 @@ def _in_one_statement(
     now = datetime.now(UTC)
     stamp = sql.timestamp(now)
     folded = _fold(r, r.events, r.stored_status, r.stored_waiting, now)
-    said_row = [r.stored_status.value, _json(sorted(r.stored_waiting))]
-    claim = Statement(
-        _CLAIM_EXPECTED,
-        [folded.last_seq, *folded.row(stamp), stamp, r.run_id, r.expected_seq, *said_row],
-    )
-    event_rows = [
-        (r.run_id, e.seq, e.type.value, _json(e.data), sql.timestamp(e.at), e.key)
-        for e in folded.events
-    ]
-    inserts = [Insert(_INSERT_EVENTS, event_rows, types=_EVENT_TYPES)]
+    inserts = [_events_insert(_event_rows(sql, r.run_id, folded))]
     if r.artefacts:
         entries = [(r.run_id, item) for item in r.artefacts]
         inserts += artefact_inserts(sql, entries, artefact_max_bytes)[0]
-    if not sql.write_if_claimed(claim, inserts):
+    if not sql.write_if_claimed(_claim_expected(r, folded, stamp), inserts):
         return None
     return Appended(folded.last_seq, folded.events, ())
 
@@ -369,8 +354,8 @@ def _append_many(
     careful: bool = False,
 ) -> list[Appended | StorageError]:
     """Each request as `_append` does it; a conflict is returned in its place. `_append`
-    raises those before it writes anything, so the others still commit. The statuses,
-    events and artefacts of all the requests go in together (statements, not rows, are
+    raises those before it writes anything, so the others still commit. The events and
+    artefacts of all the requests go in together (statements, not rows, are
     what an append pays for)."""
     sql = DriverSQL(conn)
     outcomes: list[Appended | StorageError] = []
