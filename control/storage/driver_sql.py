@@ -96,20 +96,22 @@ class DriverSQL:
             self._conn.invalidate(exc)
         return DBAPIError.instance(text, params, exc, self._errors, connection_invalidated=lost)
 
-    def write(self, *writes: Insert | Statement) -> None:
-        """Every statement, and every row of every insert as `head VALUES (?, ...), (?, ...)
-        tail` statements (a DB-API `executemany` steps SQLite once per row, and every step
-        lets go of the GIL: with sandbox threads waiting for it, each cost the event loop a
-        wait). On PostgreSQL they go in one statement (all but the last as `WITH` clauses,
-        which PostgreSQL runs, constraint checks included, as one): one round trip, not one
-        each. Nothing may read what another of them writes."""
+    def write(self, *inserts: Insert) -> None:
+        """Every row of every insert, as `head VALUES (?, ...), (?, ...) tail` statements
+        (a DB-API `executemany` steps SQLite once per row, and every step lets go of the
+        GIL: with sandbox threads waiting for it, each cost the event loop a wait). On
+        PostgreSQL they go in one statement (all but the last as `WITH` clauses, which
+        PostgreSQL runs, constraint checks included, as one): one round trip, not one each.
+        Nothing may read what another of them writes."""
         limit = _MAX_PARAMS_SQLITE if self._sqlite else _MAX_PARAMS_POSTGRESQL
         pending: list[tuple[str, list[Any]]] = []
-        for statement, params in _statements(writes, limit):
-            if pending and (self._sqlite or sum(len(p) for _, p in pending) + len(params) > limit):
+        values = 0
+        for statement, params in _statements(inserts, limit):
+            if pending and (self._sqlite or values + len(params) > limit):
                 self._execute_together(pending)
-                pending = []
+                pending, values = [], 0
             pending.append((statement, params))
+            values += len(params)
         if pending:
             self._execute_together(pending)
 
@@ -147,7 +149,7 @@ class DriverSQL:
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """One statement with its values, for `DriverSQL.write`."""
+    """One statement with its values (the claim of `DriverSQL.write_if_claimed`)."""
 
     text: str
     params: Sequence[Any]
@@ -165,14 +167,9 @@ class Insert:
     types: tuple[str, ...] = ()
 
 
-def _statements(
-    writes: Sequence[Insert | Statement], limit: int
-) -> Iterator[tuple[str, list[Any]]]:
-    """The statements, and each insert's rows as statements of at most `limit` values."""
-    for insert in writes:
-        if isinstance(insert, Statement):
-            yield insert.text, list(insert.params)
-            continue
+def _statements(inserts: Sequence[Insert], limit: int) -> Iterator[tuple[str, list[Any]]]:
+    """Each insert's rows as statements of at most `limit` values."""
+    for insert in inserts:
         if not insert.rows:
             continue
         width = len(insert.rows[0])
