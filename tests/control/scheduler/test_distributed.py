@@ -124,3 +124,22 @@ async def test_two_hundred_concurrent_runs_over_nats_and_postgres(
         for run_id in run_ids[:50]:
             events = await running.storage.events.read(run_id)
             assert [e.type for e in events].count(EventType.STEP_SUCCEEDED) == 3
+        # Every run's events reach its subject, all of them and in seq order, as stored
+        # (they are published many runs at once).
+        published = await asyncio.wait_for(
+            asyncio.gather(*(_published(running, r) for r in run_ids)), 60
+        )
+        for run_id, seen in zip(run_ids, published, strict=True):
+            stored = await running.storage.events.read(run_id)
+            assert seen == [(e.seq, e.type.value) for e in stored], run_id
+
+
+async def _published(running: Scheduler, run_id: str) -> list[tuple[int, str]]:
+    """The run's events on the bus, once its last one is there."""
+    last = (await running.storage.events.run(run_id)).last_seq
+    seen: list[tuple[int, str]] = []
+    async for event in running.bus.events(run_id):
+        seen.append((event.seq, event.type))
+        if event.seq >= last:
+            return seen
+    return seen
