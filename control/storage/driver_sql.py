@@ -7,6 +7,11 @@ timers, log lines, artefacts) are written once as SQL text with `?` placeholders
 on the DB-API cursor of the SQLAlchemy connection, inside its transaction: SQLAlchemy still
 owns the connection, its pool, BEGIN and COMMIT. bench/storage.py prints the append's cost.
 
+On SQLite a statement that writes must begin with INSERT, UPDATE, DELETE or REPLACE: in
+its default mode Python's sqlite3 opens the transaction only before one of those, so a
+write beginning with WITH, as the first of a transaction, would be committed on its own
+and outlive a rollback. (PostgreSQL's transaction is opened with BEGIN.)
+
 Values are bound as the tables' SQLAlchemy types bind them, so every other reader sees the
 same rows: timestamps in UTC, and on SQLite in SQLAlchemy's text format. A driver error is
 raised as SQLAlchemy's (`IntegrityError` ...), as `Connection.execute` raises it.
@@ -65,6 +70,11 @@ class DriverSQL:
         self._conn = conn
         self._cursor = conn.connection.cursor()
 
+    @property
+    def sqlite(self) -> bool:
+        """SQLite (else PostgreSQL): for the statements the two spell differently."""
+        return self._sqlite
+
     def timestamp(self, value: datetime) -> datetime | str:
         """`value` (zone-aware) as a timestamp column binds it."""
         if value.tzinfo is None:
@@ -115,23 +125,38 @@ class DriverSQL:
         if pending:
             self._execute_together(pending)
 
-    def write_if_claimed(self, claim: Statement, inserts: Sequence[Insert]) -> bool | None:
-        """PostgreSQL: `claim` (an UPDATE ... RETURNING) and the inserts in one statement,
-        the inserts only if the claim returned a row; whether it did. None when this is
-        SQLite or the values are too many for one statement: the caller writes the usual
-        way."""
+    def values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
+        """`VALUES (?, ...), ...` for `rows`, and its parameters, for a statement that
+        reads rows from a list (its columns are `column1`, `column2` ... on both). PostgreSQL
+        gives a list's parameters no type of their own, so there each is cast to its
+        column's PostgreSQL type (`types`)."""
+        if self._sqlite:
+            one = "(" + ", ".join("?" * len(types)) + ")"
+        else:
+            one = "(" + ", ".join(f"?::{t}" for t in types) + ")"
+        return "VALUES " + ", ".join([one] * len(rows)), [v for row in rows for v in row]
+
+    def write_if_claimed(
+        self, claim: Statement, inserts: Sequence[Insert], deletes: Sequence[Statement] = ()
+    ) -> bool | None:
+        """PostgreSQL: `claim` (an UPDATE ... RETURNING), the deletes (each with a WHERE
+        clause) and the inserts in one statement, the deletes and inserts only if the claim
+        returned a row; whether it did. None when this is SQLite or the values are too many
+        for one statement: the caller writes the usual way."""
         if self._sqlite:
             return None
         clauses = [f"c AS ({claim.text})"]
         params = list(claim.params)
+        for n, delete in enumerate(deletes):
+            clauses.append(f"d{n} AS ({delete.text} AND EXISTS (SELECT 1 FROM c))")
+            params += delete.params
         for n, insert in enumerate(i for i in inserts if i.rows):
-            one = "(" + ", ".join(f"?::{t}" for t in insert.types) + ")"
-            values = ", ".join([one] * len(insert.rows))
+            values, values_params = self.values(insert.rows, insert.types)
             clauses.append(
-                f"w{n} AS ({insert.head} SELECT * FROM (VALUES {values}) AS v "
+                f"w{n} AS ({insert.head} SELECT * FROM ({values}) AS v "
                 f"WHERE EXISTS (SELECT 1 FROM c){insert.tail})"
             )
-            params += [v for row in insert.rows for v in row]
+            params += values_params
         if len(params) > _MAX_PARAMS_POSTGRESQL:
             return None
         found = self.rows(f"WITH {', '.join(clauses)} SELECT count(*) FROM c", params)
@@ -149,7 +174,7 @@ class DriverSQL:
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """One statement with its values (the claim of `DriverSQL.write_if_claimed`)."""
+    """One statement with its values (for `DriverSQL.write_if_claimed`)."""
 
     text: str
     params: Sequence[Any]

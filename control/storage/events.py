@@ -56,8 +56,33 @@ _RUN_AND_KEYS: Final = (
     "AND events.idempotency_key IN ({keys}) WHERE runs.id = ?"
 )
 _RUN: Final = "SELECT last_seq, status, waiting_approval, NULL FROM runs WHERE id = ?"
-# The first try's claim (see `_append`): the row must hold what the caller expects, seq,
-# status and waiting steps, since the new ones were folded over those.
+# The first try's claim (see `_claim_group`): the row must hold what the caller expects,
+# seq, status and waiting steps, since the new ones were folded over those. One statement
+# claims a whole group's runs, from a list of (run, new seq, new status, new waiting,
+# finished at, expected seq, expected status, expected waiting, updated at).
+_CLAIM_COLUMNS: Final = (
+    "text", "bigint", "text", "text", "timestamptz", "bigint", "text", "text", "timestamptz"
+)  # fmt: skip
+_CLAIM_SET: Final = (
+    "UPDATE runs SET last_seq = v.column2, status = v.column3, waiting_approval = v.column4, "
+    "finished_at = v.column5, updated_at = v.column9 FROM {source} "
+    "WHERE runs.id = v.column1 AND runs.last_seq = v.column6 AND runs.status = v.column7 "
+    "AND runs.waiting_approval = v.column8"
+)
+# On SQLite the statement must begin with UPDATE (see driver_sql.py).
+_CLAIM_GROUP_SQLITE: Final = (
+    _CLAIM_SET.replace("{source}", "({values}) AS v") + " RETURNING runs.id"
+)
+# PostgreSQL locks the rows first, in id order, as two groups of overlapping runs must
+# (else each could hold a row the other waits for); SQLite locks the whole file.
+_CLAIM_GROUP_POSTGRESQL: Final = (
+    "WITH v AS ({values}), l AS MATERIALIZED (SELECT runs.id FROM runs JOIN v "
+    "ON runs.id = v.column1 ORDER BY runs.id FOR UPDATE OF runs) "
+    + _CLAIM_SET.replace("{source}", "v")
+    + " AND runs.id IN (SELECT id FROM l) RETURNING runs.id"
+)
+_CLAIMS_PER_STATEMENT: Final = 100  # 9 values each: under SQLite's 999
+# A lone append's claim (`_in_one_statement`).
 _CLAIM_EXPECTED: Final = (
     "UPDATE runs SET last_seq = ?, status = ?, waiting_approval = ?, finished_at = ?, "
     "updated_at = ? WHERE id = ? AND last_seq = ? AND status = ? AND waiting_approval = ? "
@@ -78,15 +103,14 @@ _RUN_COLUMNS: Final = (
     "last_seq",
     "waiting_approval",
 )
-_INSERT_RUN: Final = (
-    "INSERT INTO runs ({}, status, waiting_approval, finished_at, created_at, updated_at) "
-    "VALUES ({})".format(
-        ", ".join(c for c in _RUN_COLUMNS if c not in ("status", "waiting_approval")),
-        ", ".join("?" * (len(_RUN_COLUMNS) + 3)),
+_INSERT_RUNS: Final = (
+    "INSERT INTO runs ({}, status, waiting_approval, finished_at, created_at, updated_at)".format(
+        ", ".join(c for c in _RUN_COLUMNS if c not in ("status", "waiting_approval"))
     )
 )
 _INSERT_EVENTS: Final = "INSERT INTO events (run_id, seq, type, data, at, idempotency_key)"
-_DELETE_TIMERS: Final = "DELETE FROM timers WHERE run_id = ?"
+_DELETE_TIMERS: Final = "DELETE FROM timers WHERE run_id IN ({ids})"
+_IDS_PER_STATEMENT: Final = 500
 _DELETE_SOME_TIMERS: Final = "DELETE FROM timers WHERE run_id = ? AND key IN ({keys})"
 _INSERT_TIMERS: Final = "INSERT INTO timers (run_id, key, kind, due_at, data)"
 _READ: Final = (
@@ -193,14 +217,20 @@ class _GroupWrites:
 
     event_rows: list[tuple[Any, ...]] = field(default_factory=list)
     artefacts: list[tuple[str, NewArtefact]] = field(default_factory=list)
-    runs: set[str] = field(default_factory=set)
+    finished: list[str] = field(default_factory=list)  # runs whose timers all go
 
     def flush(self, sql: DriverSQL, artefact_max_bytes: int) -> None:
+        for start in range(0, len(self.finished), _IDS_PER_STATEMENT):
+            ids = self.finished[start : start + _IDS_PER_STATEMENT]
+            sql.execute(_DELETE_TIMERS.format(ids=placeholders(len(ids))), ids)
         writes = [_events_insert(self.event_rows)]
         if self.artefacts:
             writes += artefact_inserts(sql, self.artefacts, artefact_max_bytes)[0]
         sql.write(*writes)
-        self.event_rows, self.artefacts, self.runs = [], [], set()
+        self.event_rows, self.artefacts, self.finished = [], [], []
+
+
+_Checked = tuple["_Folded", tuple[str, ...]]  # a request's fold, and the keys it dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,10 +266,78 @@ def _fold(
 
 def _claim_expected(request: AppendRequest, folded: _Folded, stamp: object) -> Statement:
     """The claim of the run's row for `folded`, if the row holds what `request` says."""
-    assert request.stored_status is not None
-    said = [request.stored_status.value, _json(sorted(request.stored_waiting))]
-    where = [request.run_id, request.expected_seq, *said]
+    where = [request.run_id, request.expected_seq, *_said(request)]
     return Statement(_CLAIM_EXPECTED, [folded.last_seq, *folded.row(stamp), stamp, *where])
+
+
+def _said(request: AppendRequest) -> list[object]:
+    """What `request` says the run's row holds: status and waiting steps."""
+    assert request.stored_status is not None
+    return [request.stored_status.value, _json(sorted(request.stored_waiting))]
+
+
+def _claimable(request: AppendRequest) -> bool:
+    """Whether a first try may claim the run for `request` without reading it first: it
+    says what the row holds, and its events repeat no key among themselves."""
+    keys = [e.key for e in request.events if e.key is not None]
+    return (
+        request.new_run is None
+        and request.stored_status is not None
+        and bool(request.events)
+        and len(set(keys)) == len(keys)
+    )
+
+
+def _claim_group(
+    sql: DriverSQL,
+    requests: Sequence[AppendRequest],
+    also_lock: Sequence[AppendRequest],
+    now: datetime,
+) -> dict[str, _Checked]:
+    """Claim, in one statement, the runs of `requests` (one each, all `_claimable`) whose
+    rows hold what the requests say; the claimed runs' folds. On PostgreSQL the same
+    statement locks the runs of `also_lock` (claiming none): every run of a round is
+    locked at once, in id order."""
+    stamp = sql.timestamp(now)
+    folds = {
+        r.run_id: _fold(r, r.events, r.stored_status or RunStatus.PENDING, r.stored_waiting, now)
+        for r in requests
+    }
+    rows = [
+        [r.run_id, fold.last_seq, *fold.row(stamp), r.expected_seq, *_said(r), stamp]
+        for r in requests
+        for fold in (folds[r.run_id],)
+    ]
+    # No row holds seq -1: these lock and claim nothing.
+    rows += [[r.run_id, 0, "", "[]", None, -1, "", "", stamp] for r in also_lock]
+    rows.sort(key=lambda row: str(row[0]))
+    template = _CLAIM_GROUP_SQLITE if sql.sqlite else _CLAIM_GROUP_POSTGRESQL
+    claimed: dict[str, _Checked] = {}
+    for start in range(0, len(rows), _CLAIMS_PER_STATEMENT):
+        values, params = sql.values(rows[start : start + _CLAIMS_PER_STATEMENT], _CLAIM_COLUMNS)
+        for (run_id,) in sql.rows(template.format(values=values), params):
+            claimed[run_id] = (folds[run_id], ())
+    return claimed
+
+
+def _insert_new_runs(
+    sql: DriverSQL, requests: Sequence[AppendRequest], now: datetime
+) -> dict[str, _Checked]:
+    """The rows of the new runs of `requests`, in one statement, with what their events
+    make of them (before anything that refers to them); their folds."""
+    stamp = sql.timestamp(now)
+    checked: dict[str, _Checked] = {}
+    rows: list[list[Any]] = []
+    for request in requests:
+        assert request.new_run is not None
+        fresh, duplicates = _fresh(request.events, set())
+        folded = _fold(request, fresh, RunStatus.PENDING, (), now)
+        row = {**request.new_run, "last_seq": folded.last_seq}
+        values = [row[c] for c in _RUN_COLUMNS if c not in ("status", "waiting_approval")]
+        rows.append([*values, *folded.row(stamp), stamp, stamp])
+        checked[request.run_id] = (folded, duplicates)
+    sql.write(Insert(_INSERT_RUNS, rows))
+    return checked
 
 
 def _event_rows(sql: DriverSQL, run_id: str, folded: _Folded) -> list[tuple[Any, ...]]:
@@ -254,36 +352,27 @@ def _events_insert(rows: Sequence[tuple[Any, ...]]) -> Insert:
 
 
 def _append(
-    sql: DriverSQL, request: AppendRequest, writes: _GroupWrites, careful: bool
+    sql: DriverSQL,
+    request: AppendRequest,
+    writes: _GroupWrites,
+    checked: _Checked | None,
+    now: datetime,
 ) -> Appended:
     """Check and record one request; its events and artefacts go to `writes` for the
     group's one write.
 
-    A new run's row goes in with what its events make of it. Otherwise, when the request
-    says what the run's row holds (the scheduler's own fold: `stored_status`), the first
-    try (not `careful`) assumes what a group commit almost always finds: that, and no
-    stored idempotency key among the events. One statement claims the row with the new
-    status if it holds what was said; a stored key makes the events' insert fail, and the
-    group is then written again carefully, one transaction each
-    (`EventStore.append_many`). The careful way reads the run and its keys first, and
-    drops the events whose keys the run holds."""
+    `checked` is the fold of a request whose checks the group's first statements made: a
+    new run's (its row is in), or one whose run `_claim_group` claimed (its row held what
+    the request says, the scheduler's own fold). Its events are written as they are,
+    assuming what a group commit almost always finds, that the run holds none of their
+    keys. A stored key makes the events' insert fail, and the group is then written again
+    carefully, one transaction each (`EventStore.append_many`). The careful way, for the
+    rest, reads the run and its keys first, and drops the events whose keys it holds."""
+    if checked is not None:
+        return _write_events(sql, request, writes, *checked)
     run_id, expected, events = request.run_id, request.expected_seq, request.events
-    now = datetime.now(UTC)
     stamp = sql.timestamp(now)
-    if request.new_run is not None:
-        fresh, duplicates = _fresh(events, set())
-        folded = _fold(request, fresh, RunStatus.PENDING, (), now)
-        row = {**request.new_run, "last_seq": folded.last_seq}
-        values = [row[c] for c in _RUN_COLUMNS if c not in ("status", "waiting_approval")]
-        sql.execute(_INSERT_RUN, [*values, *folded.row(stamp), stamp, stamp])
-        return _write_events(sql, request, writes, folded, duplicates)
     keys = [e.key for e in events if e.key is not None]
-    said = request.stored_status
-    if not careful and said is not None and events and len(set(keys)) == len(keys):
-        folded = _fold(request, events, said, request.stored_waiting, now)
-        claim = _claim_expected(request, folded, stamp)
-        if sql.rows(claim.text, claim.params):
-            return _write_events(sql, request, writes, folded, ())
     if keys:
         query = _RUN_AND_KEYS.format(keys=placeholders(len(set(keys))))
         rows = sql.rows(query, [*sorted(set(keys)), run_id])
@@ -319,7 +408,10 @@ def _write_events(
     writes.event_rows += _event_rows(sql, run_id, folded)
     if folded.events or not request.events:
         writes.artefacts.extend((run_id, item) for item in request.artefacts)
-    _write_timers(sql, run_id, request.set_timers, request.clear_timers, folded.status.finished)
+    if folded.status.finished:  # a finished run keeps no timers
+        writes.finished.append(run_id)
+    else:
+        _write_timers(sql, run_id, request.set_timers, request.clear_timers)
     if request.logs:
         write_log_lines(sql, run_id, request.logs)
     return Appended(folded.last_seq, folded.events, duplicates)
@@ -342,7 +434,11 @@ def _in_one_statement(
     if r.artefacts:
         entries = [(r.run_id, item) for item in r.artefacts]
         inserts += artefact_inserts(sql, entries, artefact_max_bytes)[0]
-    if not sql.write_if_claimed(_claim_expected(r, folded, stamp), inserts):
+    # A finished run keeps no timers.
+    deletes = (
+        [Statement(_DELETE_TIMERS.format(ids="?"), [r.run_id])] if folded.status.finished else []
+    )
+    if not sql.write_if_claimed(_claim_expected(r, folded, stamp), inserts, deletes):
         return None
     return Appended(folded.last_seq, folded.events, ())
 
@@ -354,23 +450,50 @@ def _append_many(
     careful: bool = False,
 ) -> list[Appended | StorageError]:
     """Each request as `_append` does it; a conflict is returned in its place. `_append`
-    raises those before it writes anything, so the others still commit. The events and
-    artefacts of all the requests go in together (statements, not rows, are
-    what an append pays for)."""
+    raises those before it writes anything, so the others still commit. The claims of
+    the runs (unless `careful`), then the new runs, events and artefacts of all the
+    requests go in together: statements, not rows, are what an append pays for. A run's
+    second request in the group goes in a round after its first's."""
     sql = DriverSQL(conn)
-    outcomes: list[Appended | StorageError] = []
-    writes = _GroupWrites()
-    for request in requests:
-        if request.run_id in writes.runs:  # a second append for a run: after the first's
-            writes.flush(sql, artefact_max_bytes)
-        try:
-            outcomes.append(_append(sql, request, writes, careful))
-        except (ConcurrencyConflict, RunFinished, UnknownRun) as exc:
-            outcomes.append(exc)
-            continue
-        writes.runs.add(request.run_id)
-    writes.flush(sql, artefact_max_bytes)
-    return outcomes
+    done: dict[int, Appended | StorageError] = {}
+    for round_ in _rounds(requests):
+        now = datetime.now(UTC)
+        created = [requests[i] for i in round_ if requests[i].new_run is not None]
+        checked = _insert_new_runs(sql, created, now) if created else {}
+        claims = [] if careful else [requests[i] for i in round_ if _claimable(requests[i])]
+        if claims:
+            claiming = {r.run_id for r in claims}
+            also_lock = [
+                requests[i]
+                for i in round_
+                if not sql.sqlite
+                and requests[i].new_run is None
+                and requests[i].run_id not in claiming
+            ]
+            checked |= _claim_group(sql, claims, also_lock, now)
+        writes = _GroupWrites()
+        for i in round_:
+            request = requests[i]
+            try:
+                done[i] = _append(sql, request, writes, checked.get(request.run_id), now)
+            except (ConcurrencyConflict, RunFinished, UnknownRun) as exc:
+                done[i] = exc
+        writes.flush(sql, artefact_max_bytes)
+    return [done[i] for i in range(len(requests))]
+
+
+def _rounds(requests: Sequence[AppendRequest]) -> list[list[int]]:
+    """The requests' positions in rounds that hold each run at most once, a run's
+    requests in their order."""
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for i, request in enumerate(requests):
+        n = seen.get(request.run_id, 0)
+        seen[request.run_id] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
 
 
 def _write_timers(
@@ -378,11 +501,7 @@ def _write_timers(
     run_id: str,
     set_timers: Sequence[Timer],
     clear_timers: Collection[str],
-    finished: bool,
 ) -> None:
-    if finished:
-        sql.execute(_DELETE_TIMERS, [run_id])
-        return
     for timer in set_timers:
         if timer.run_id != run_id:
             raise ValueError(f"timer {timer.key!r} is for run {timer.run_id}, not {run_id}")

@@ -4,6 +4,7 @@ status, listing and resume, and timers; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -257,6 +258,38 @@ async def test_timers_are_set_moved_cleared_and_dropped_at_the_end(
     assert await events.next_timer() is None
 
 
+async def test_a_finished_run_keeps_no_timers_whichever_way_it_is_written(
+    storage: Storage, version: str
+) -> None:
+    # Alone, in a group, and told what the row holds (PostgreSQL's one statement) or not.
+    now = datetime.now(UTC).replace(microsecond=0)
+    running = RunStatus.RUNNING
+    ways = {
+        "run-lone-told": [AppendRequest("run-lone-told", 2, [], stored_status=running)],
+        "run-lone": [AppendRequest("run-lone", 2, [])],
+        "run-group-told": [
+            AppendRequest("run-group-told", 2, [], stored_status=running),
+            AppendRequest("run-group", 2, []),
+        ],
+    }
+    for run_id in ("run-lone-told", "run-lone", "run-group-told", "run-group"):
+        await new_run(storage, version, run_id, "a")
+        deadline = Timer(run_id, "deadline", TimerKind.RUN_DEADLINE, now + timedelta(hours=1))
+        go = step(E.STEP_DISPATCHED, "a", f"dispatch/{run_id}", attempt=1)
+        await storage.events.append(run_id, 1, [go], set_timers=[deadline])
+    for group in ways.values():
+        finished = [
+            dataclasses.replace(r, events=[NewEvent(E.RUN_SUCCEEDED, key=f"end/{r.run_id}")])
+            for r in group
+        ]
+        for outcome in await storage.events.append_many(finished):
+            assert not isinstance(outcome, Exception) and outcome.last_seq == 3
+    for run_id in ("run-lone-told", "run-lone", "run-group-told", "run-group"):
+        assert (await storage.events.run(run_id)).status is RunStatus.SUCCEEDED
+        assert await storage.events.timers(run_id) == [], run_id
+    assert await storage.events.next_timer() is None
+
+
 async def test_an_append_survives_the_server_dropping_its_connection() -> None:
     # PostgreSQL only: SQLite has no server to drop a connection.
     with fresh_database("ff_dropped") as url:
@@ -341,3 +374,72 @@ async def test_an_append_that_says_what_the_run_holds_is_stored_only_if_it_is_ri
     )
     assert not isinstance(again, Exception) and again.duplicates == ("dispatch/a/1",)
     assert [e.seq for e in await storage.events.read("run-1")] == [1, 2]
+
+
+async def test_a_group_claims_the_runs_whose_rows_hold_what_it_says_and_checks_the_rest(
+    storage: Storage, version: str
+) -> None:
+    running = RunStatus.RUNNING
+    for n in range(6):
+        await new_run(storage, version, f"run-{n}", "a", "b")
+    go = step(E.STEP_DISPATCHED, "a", "dispatch/a/1", attempt=1)
+    await storage.events.append("run-4", 1, [go])
+    await storage.events.append("run-5", 1, [go])
+    outcomes = await storage.events.append_many(
+        [
+            AppendRequest("run-0", 1, [go], stored_status=running),  # right
+            AppendRequest("run-1", 1, [go], stored_status=running, stored_waiting=("b",)),
+            AppendRequest("run-2", 1, [go]),  # says nothing: checked
+            AppendRequest("run-3", 0, [go], stored_status=running),  # stale
+            AppendRequest("run-4", 2, [go], stored_status=running),  # its key is stored
+            AppendRequest("run-5", 1, [go], stored_status=running),  # stale, key stored
+            AppendRequest("run-0", 2, [step(E.STEP_DISPATCHED, "b")], stored_status=running),
+        ]
+    )
+    seqs = [None if isinstance(o, Exception) else o.last_seq for o in outcomes]
+    assert seqs == [2, 2, 2, None, 2, 2, 3]
+    assert isinstance(outcomes[3], ConcurrencyConflict)
+    for duplicate in (outcomes[4], outcomes[5]):
+        assert not isinstance(duplicate, Exception) and duplicate.duplicates == ("dispatch/a/1",)
+    for n, last in enumerate([3, 2, 2, 1, 2, 2]):
+        record = await storage.events.run(f"run-{n}")
+        assert (record.last_seq, record.status, record.waiting_approval) == (last, running, ())
+        assert [e.seq for e in await storage.events.read(f"run-{n}")] == list(range(1, last + 1))
+
+
+async def test_two_writers_of_overlapping_groups_never_deadlock(
+    storage: Storage, version: str, db_url: str
+) -> None:
+    # Each group claims its runs (and locks the others') in one statement: in id order,
+    # whatever order the groups list them in, so neither can wait for the other forever.
+    run_ids = [f"run-{n:02d}" for n in range(16)]
+    for run_id in run_ids:
+        await new_run(storage, version, run_id, "a")
+    second = await Storage.open(db_url)
+    try:
+
+        async def write(store: Storage, order: list[str], writer: str) -> list[object]:
+            seen: list[object] = []
+            for round_ in range(10):
+                group = [
+                    AppendRequest(
+                        r,
+                        (await store.events.run(r)).last_seq,
+                        [step(E.STEP_DISPATCHED, "a", f"{writer}/{round_}/{r}")],
+                        stored_status=RunStatus.RUNNING if n % 2 else None,
+                    )
+                    for n, r in enumerate(order)
+                ]
+                seen += await store.events.append_many(group)
+            return seen
+
+        results = await asyncio.gather(
+            write(storage, run_ids, "one"), write(second, run_ids[::-1], "two")
+        )
+    finally:
+        await second.close()
+    for outcome in (o for found in results for o in found):
+        assert not isinstance(outcome, Exception) or isinstance(outcome, ConcurrencyConflict)
+    for run_id in run_ids:
+        log = await storage.events.read(run_id)
+        assert [e.seq for e in log] == list(range(1, len(log) + 1))
