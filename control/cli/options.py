@@ -13,6 +13,8 @@ import click
 
 from flowforge.control.keys import PASSPHRASE_ENV
 from flowforge.control.workspace import trust_store_path, workspace_dir
+from flowforge.runtime.bus.messages import MessageError, check_token
+from flowforge.runtime.bus.nats import DEFAULT_PREFIX
 from flowforge.runtime.trust import TrustStore, TrustStoreError
 
 EXIT_REFUSED: Final = 1
@@ -59,6 +61,27 @@ def tls_server_options(func: F) -> F:
         type=click.Path(path_type=Path, dir_okay=False, exists=True),
         default=None,
         help="PEM certificate chain: serve over TLS (with --tls-key).",
+    )(func)
+
+
+def _check_prefix(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        check_token("--prefix", value)
+    except MessageError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+def nats_prefix_option(func: F) -> F:
+    """`--prefix` of the NATS stream and subject names, for the server and its workers
+    (the same on both; another prefix is another installation on the same NATS)."""
+    return click.option(
+        "--prefix",
+        "nats_prefix",
+        default=DEFAULT_PREFIX,
+        show_default=True,
+        callback=_check_prefix,
+        help="Prefix of the bus's stream and subject names (with --nats).",
     )(func)
 
 

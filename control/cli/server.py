@@ -18,6 +18,7 @@ from flowforge.runtime.bus import BusError
 from .options import (
     fail,
     log_format_option,
+    nats_prefix_option,
     output_option,
     tls_server_options,
     workspace_option,
@@ -74,6 +75,7 @@ async def serve_until_signalled(config: ServerConfig, output: str) -> None:
     show_default=True,
     help="HOST:PORT to listen on (port 0 picks a free one).",
 )
+@nats_prefix_option
 @click.option(
     "--with-worker/--no-worker",
     default=True,
@@ -112,6 +114,7 @@ async def serve_until_signalled(config: ServerConfig, output: str) -> None:
 def server(
     database: str | None,
     nats: str | None,
+    nats_prefix: str,
     listen: str,
     with_worker: bool,
     tls_cert: Path | None,
@@ -133,12 +136,14 @@ def server(
     Examples:
       flowforge server --listen 0.0.0.0:50051
       flowforge server --db postgresql+asyncpg://ff@db/ff --nats nats://nats:4222 --no-worker
+      flowforge server --nats nats://nats:4222 --prefix staging   # beside another on one NATS
       flowforge server --tls-cert server.pem --tls-key server.key
     """
     config = ServerConfig(
         workspace=workspace_dir(workspace),
         database=database,
         nats=nats,
+        nats_prefix=nats_prefix,
         listen=listen,
         with_worker=with_worker,
         tls_cert=tls_cert,

@@ -13,11 +13,17 @@ from flowforge.marketplace.install import PACKAGES_DIR
 from flowforge.runtime import sealing, telemetry
 from flowforge.runtime.bus import BusError, BusSettings, MessageError
 from flowforge.runtime.bus.messages import check_token
-from flowforge.runtime.bus.nats import DEFAULT_PREFIX, NatsBus
+from flowforge.runtime.bus.nats import NatsBus
 from flowforge.runtime.sandbox import Sandbox
 from flowforge.runtime.worker import DirectoryPackageSource, Unseal, Worker
 
-from .options import fail, log_format_option, open_trust_store, workspace_option
+from .options import (
+    fail,
+    log_format_option,
+    nats_prefix_option,
+    open_trust_store,
+    workspace_option,
+)
 
 POOL_KEYS_DIR = "pools"
 
@@ -51,12 +57,7 @@ async def _serve(worker: Worker, bus: NatsBus) -> None:
     show_default=True,
     help="Steps run at once.",
 )
-@click.option(
-    "--prefix",
-    default=DEFAULT_PREFIX,
-    show_default=True,
-    help="Prefix of the bus's stream and subject names.",
-)
+@nats_prefix_option
 @click.option(
     "--ack-wait",
     type=click.FloatRange(min=0.1),
@@ -89,7 +90,7 @@ def worker(
     url: str,
     pool: str,
     concurrency: int,
-    prefix: str,
+    nats_prefix: str,
     ack_wait: float,
     max_deliver: int,
     pool_keys: Path | None,
@@ -115,7 +116,6 @@ def worker(
         fail(str(exc))
     try:
         check_token("pool", pool)
-        check_token("--prefix", prefix)
     except MessageError as exc:
         fail(str(exc))
     root = workspace_dir(workspace)
@@ -127,7 +127,9 @@ def worker(
     settings = BusSettings(ack_wait=ack_wait, max_deliver=max_deliver)
 
     async def main() -> None:
-        bus = await NatsBus.connect(url, prefix=prefix, settings=settings, name="flowforge-worker")
+        bus = await NatsBus.connect(
+            url, prefix=nats_prefix, settings=settings, name="flowforge-worker"
+        )
         sandbox = Sandbox(max_workers=concurrency)
         try:
             runner = Worker(
