@@ -71,6 +71,10 @@ _REQUEST_ENDED = frozenset({"404", "408"})  # nothing (more) to send; expired
 # Results and dead letters are handed on by their one reader as they come (the scheduler
 # queues each for its run), so a pull request may ask for this many at once.
 _HANDED_ON_PREFETCH = 64
+# ... and settled within milliseconds (acked once the run's append is stored), so they are
+# redelivered sooner than tasks: a control plane killed while holding some, the next gets
+# them within seconds. A late ack only costs a redelivery, which is applied once.
+_HANDED_ON_ACK_WAIT_S = 5.0
 DEFAULT_PUBLISH_PATIENCE_S = 30.0
 _PUBLISH_TIMEOUT_S = 2.0  # one attempt's wait for the server's acknowledgement
 _RETRY_FIRST_S = 0.05
@@ -493,12 +497,15 @@ class NatsBus:
         subject: str,
         max_deliver: int,
         decode: Decoder[M],
+        ack_wait: float | None = None,
         **options: Any,
     ) -> _NatsSubscription[M]:
         """A pull subscription on the durable consumer (created, or updated to these
-        settings) that creates the stream and consumer again if the server loses them."""
+        settings; `ack_wait` defaults to the bus's) that creates the stream and consumer
+        again if the server loses them."""
         stream = self.stream_name(kind)
-        config = self._consumer_config(durable, subject, self._settings.ack_wait, max_deliver)
+        wait = self._settings.ack_wait if ack_wait is None else ack_wait
+        config = self._consumer_config(durable, subject, wait, max_deliver)
         try:
             # Create, or update an existing durable to the configured ack wait and limit.
             await self._js.add_consumer(stream, config)
@@ -620,6 +627,7 @@ class NatsBus:
             self.result_subject,
             -1,
             ResultMessage.decode,
+            ack_wait=min(self._settings.ack_wait, _HANDED_ON_ACK_WAIT_S),
             prefetch=_HANDED_ON_PREFETCH,
         )
 
@@ -630,6 +638,7 @@ class NatsBus:
             f"{self.prefix}.dead.*",
             -1,
             DeadLetter.decode,
+            ack_wait=min(self._settings.ack_wait, _HANDED_ON_ACK_WAIT_S),
             prefetch=_HANDED_ON_PREFETCH,
         )
 

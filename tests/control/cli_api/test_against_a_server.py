@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +19,15 @@ from pathlib import Path
 import pytest
 
 from flowforge.control.api.client import connect
+from flowforge.control.storage import Event, RunState, RunStatus, Storage
+from flowforge.control.storage import EventType as E
 from flowforge.proto.v1 import run_pb2
+from flowforge.runtime.bus.nats import NatsBus
 from tests.cli import CliResult, run_cli
 from tests.control.api.test_server import _self_signed
+from tests.pg import fresh_database
+from tests.runtime.bus.conftest import NATS_URL, new_prefix, open_bus
+from tests.runtime.bus.test_worker_process import WorkerProcess
 
 from .conftest import Workspace
 
@@ -30,6 +37,17 @@ CLI = [sys.executable, "-m", "flowforge.control.cli"]
 @contextmanager
 def serving(workspace: Workspace, *extra: str, listen: str = "127.0.0.1:0") -> Iterator[str]:
     """`flowforge server` in a child process; its address while the block runs."""
+    with server_process(workspace, *extra, listen=listen) as (_proc, address):
+        yield address
+
+
+@contextmanager
+def server_process(
+    workspace: Workspace, *extra: str, listen: str = "127.0.0.1:0"
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`flowforge server` in a child process, and its address; stopped with SIGTERM at
+    the end of the block unless it has ended already. Its log goes to a file (a pipe
+    nobody reads would stall it once full)."""
     args = [
         *CLI,
         "server",
@@ -40,22 +58,24 @@ def serving(workspace: Workspace, *extra: str, listen: str = "127.0.0.1:0") -> I
         "--workspace",
         str(workspace.root),
     ]
-    proc = subprocess.Popen(
-        [*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"the server did not start: {proc.communicate(timeout=30)[1]}")
-        yield str(json.loads(line)["address"])
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, stderr=log, text=True)
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line:
+                proc.wait(30)
+                log.seek(0)
+                raise AssertionError(f"the server did not start: {log.read()}")
+            yield proc, str(json.loads(line)["address"])
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def token(workspace: Workspace, role: str, project: str = "default") -> str:
@@ -231,3 +251,88 @@ def test_tls_with_a_ca_file(workspace: Workspace, tmp_path: Path) -> None:
         assert untrusted.code == 1 and "UNAVAILABLE" in untrusted.stderr
         plain = workspace.cli("run", "list", "--server", address, "--token", admin)
         assert plain.code == 1 and "UNAVAILABLE" in plain.stderr
+
+
+def test_a_control_plane_killed_mid_run_resumes_every_run(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flowforge server` over NATS and PostgreSQL, killed with SIGKILL while runs are
+    being started and run (a `flowforge worker` runs their steps): the next server resumes
+    every run, and each step's result is applied once."""
+    prefix = new_prefix()
+    plane = ("--nats", NATS_URL, "--prefix", prefix, "--no-worker")
+    with fresh_database("ff_killed") as url:
+        monkeypatch.setenv("FLOWFORGE_DATABASE", url)  # the server's, and the tokens'
+        operator = token(workspace, "admin")
+        worker = WorkerProcess(workspace, prefix, tmp_path / "config")  # type: ignore[arg-type]
+        try:
+            with server_process(workspace, *plane) as (first, address):
+                remote = Remote(workspace, address, operator)
+                submitted = remote.cli("workflow", "submit", str(workspace.files / "trivial3.yaml"))
+                assert submitted.code == 0, submitted.stderr
+                inputs = asyncio.run(_start_runs_and_kill(first, address, operator, workspace))
+                assert first.wait(10) == -signal.SIGKILL
+            assert asyncio.run(_unfinished(url)), "all runs finished before the kill"
+            with server_process(workspace, *plane):
+                asyncio.run(_until_finished(url, 60))
+            logs = asyncio.run(_run_logs(url, list(inputs)))
+            for run_id, n in inputs.items():
+                state = RunState.fold(logs[run_id])
+                assert state.status is RunStatus.SUCCEEDED, (run_id, state.error)
+                assert state.steps["c"].output == {"n": n}
+                done = [e.data["step"] for e in logs[run_id] if e.type is E.STEP_SUCCEEDED]
+                assert sorted(done) == ["a", "b", "c"], (run_id, done)  # each applied once
+        finally:
+            worker.stop()
+            asyncio.run(_delete_streams(prefix))
+
+
+async def _start_runs_and_kill(
+    server: subprocess.Popen[str], address: str, operator: str, workspace: Workspace
+) -> dict[str, int]:
+    """Start 300 runs at once; SIGKILL the server when the 75th is answered, while the
+    rest are being started and run. The runs whose start was answered, and their inputs."""
+    answered: dict[str, int] = {}
+    async with connect(address, operator, workspace=workspace.root) as api:
+
+        async def start(n: int) -> None:
+            request = run_pb2.StartRunRequest(
+                project="default", workflow="trivial3", input_json=json.dumps({"n": n})
+            )
+            answered[(await api.runs.Start(request)).id] = n
+            if len(answered) == 75:
+                server.send_signal(signal.SIGKILL)
+
+        await asyncio.gather(*(start(n) for n in range(300)), return_exceptions=True)
+    return answered
+
+
+async def _unfinished(url: str) -> list[str]:
+    storage = await Storage.open(url)
+    try:
+        return [r.id for r in await storage.events.unfinished_runs()]
+    finally:
+        await storage.close()
+
+
+async def _until_finished(url: str, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while await _unfinished(url):
+        if time.monotonic() > end:
+            raise AssertionError(f"runs still unfinished after {timeout} s")
+        await asyncio.sleep(0.2)
+
+
+async def _run_logs(url: str, run_ids: list[str]) -> dict[str, list[Event]]:
+    storage = await Storage.open(url)
+    try:
+        return {run_id: await storage.events.read(run_id) for run_id in run_ids}
+    finally:
+        await storage.close()
+
+
+async def _delete_streams(prefix: str) -> None:
+    bus = await open_bus("nats", prefix)
+    assert isinstance(bus, NatsBus)
+    await bus.delete_streams()
+    await bus.close()
