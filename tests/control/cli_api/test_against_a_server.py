@@ -253,35 +253,49 @@ def test_tls_with_a_ca_file(workspace: Workspace, tmp_path: Path) -> None:
         assert plain.code == 1 and "UNAVAILABLE" in plain.stderr
 
 
+@pytest.mark.parametrize("kind", ["embedded", "nats"])
 def test_a_control_plane_killed_mid_run_resumes_every_run(
-    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`flowforge server` over NATS and PostgreSQL, killed with SIGKILL while runs are
-    being started and run (a `flowforge worker` runs their steps): the next server resumes
-    every run, and each step's result is applied once."""
-    prefix = new_prefix()
-    plane = ("--nats", NATS_URL, "--prefix", prefix, "--no-worker")
-    with fresh_database("ff_killed") as url:
+    """`flowforge server`, killed with SIGKILL while runs are being started and run: the
+    next server resumes every run, and each step's result is applied once. Embedded
+    (SQLite, steps in the server's process), and over NATS and PostgreSQL (a `flowforge
+    worker` process runs the steps)."""
+    with _control_plane(kind, workspace, tmp_path) as (url, plane):
         monkeypatch.setenv("FLOWFORGE_DATABASE", url)  # the server's, and the tokens'
         operator = token(workspace, "admin")
+        with server_process(workspace, *plane) as (first, address):
+            remote = Remote(workspace, address, operator)
+            submitted = remote.cli("workflow", "submit", str(workspace.files / "trivial3.yaml"))
+            assert submitted.code == 0, submitted.stderr
+            inputs = asyncio.run(_start_runs_and_kill(first, address, operator, workspace))
+            assert first.wait(10) == -signal.SIGKILL
+        assert asyncio.run(_unfinished(url)), "all runs finished before the kill"
+        with server_process(workspace, *plane):
+            asyncio.run(_until_finished(url, 60))
+        logs = asyncio.run(_run_logs(url, list(inputs)))
+    for run_id, n in inputs.items():
+        state = RunState.fold(logs[run_id])
+        assert state.status is RunStatus.SUCCEEDED, (run_id, state.error)
+        assert state.steps["c"].output == {"n": n}
+        done = [e.data["step"] for e in logs[run_id] if e.type is E.STEP_SUCCEEDED]
+        assert sorted(done) == ["a", "b", "c"], (run_id, done)  # each applied once
+
+
+@contextmanager
+def _control_plane(
+    kind: str, workspace: Workspace, tmp_path: Path
+) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """The database URL and `flowforge server` options of an embedded control plane, or
+    of one over NATS (a stream prefix of its own, and a worker process) and PostgreSQL."""
+    if kind == "embedded":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'killed.db'}", ()
+        return
+    prefix = new_prefix()
+    with fresh_database("ff_killed") as url:
         worker = WorkerProcess(workspace, prefix, tmp_path / "config")  # type: ignore[arg-type]
         try:
-            with server_process(workspace, *plane) as (first, address):
-                remote = Remote(workspace, address, operator)
-                submitted = remote.cli("workflow", "submit", str(workspace.files / "trivial3.yaml"))
-                assert submitted.code == 0, submitted.stderr
-                inputs = asyncio.run(_start_runs_and_kill(first, address, operator, workspace))
-                assert first.wait(10) == -signal.SIGKILL
-            assert asyncio.run(_unfinished(url)), "all runs finished before the kill"
-            with server_process(workspace, *plane):
-                asyncio.run(_until_finished(url, 60))
-            logs = asyncio.run(_run_logs(url, list(inputs)))
-            for run_id, n in inputs.items():
-                state = RunState.fold(logs[run_id])
-                assert state.status is RunStatus.SUCCEEDED, (run_id, state.error)
-                assert state.steps["c"].output == {"n": n}
-                done = [e.data["step"] for e in logs[run_id] if e.type is E.STEP_SUCCEEDED]
-                assert sorted(done) == ["a", "b", "c"], (run_id, done)  # each applied once
+            yield url, ("--nats", NATS_URL, "--prefix", prefix, "--no-worker")
         finally:
             worker.stop()
             asyncio.run(_delete_streams(prefix))
