@@ -159,16 +159,14 @@ class Worker:
         started = time.time()
         fields = _log_fields(task)
         log.info("started %s (delivery %d)", task.msg_id, delivery.deliveries, extra=fields)
-        heartbeat = asyncio.create_task(self._heartbeat(delivery))
+        heartbeat = _Heartbeat(delivery, self.heartbeat_s)
         try:
             outcome, unsigned = await self._execute(task)
         except Exception as exc:  # a bug here must not take the worker down with it
             log.exception("task %s failed in the worker", task.msg_id)
             outcome, unsigned = SandboxStopped("trap", f"the worker failed: {exc}"), False
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            heartbeat.stop()
         result = ResultMessage(
             task.run_id,
             task.step_id,
@@ -191,14 +189,6 @@ class Worker:
             return
         self.completed += 1
         log.info("finished %s: %s", task.msg_id, _status(outcome), extra=fields)
-
-    async def _heartbeat(self, delivery: Delivery[TaskMessage]) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_s)
-            try:
-                await delivery.in_progress()
-            except BusError as exc:
-                log.warning("heartbeat for %s failed: %s", delivery.message.msg_id, exc)
 
     async def _execute(self, task: TaskMessage) -> tuple[TaskOutcome, bool]:
         limits = task.limits or Limits()
@@ -300,6 +290,35 @@ def _log_fields(task: TaskMessage) -> dict[str, object]:
         "trace_id": trace_id,
         "span_id": span_id,
     }
+
+
+class _Heartbeat:
+    """In-progress acks for a task every `interval` seconds while it runs. A timer, not a
+    task of its own: a step that ends before the first beat (almost every one) costs a
+    timer set and cancelled, not a task started, cancelled and awaited."""
+
+    def __init__(self, delivery: Delivery[TaskMessage], interval: float) -> None:
+        self._delivery = delivery
+        self._interval = interval
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(interval, self._beat)
+        self._sending: asyncio.Task[None] | None = None
+
+    def _beat(self) -> None:
+        if self._sending is None or self._sending.done():
+            self._sending = self._loop.create_task(self._send())
+        self._timer = self._loop.call_later(self._interval, self._beat)
+
+    async def _send(self) -> None:
+        try:
+            await self._delivery.in_progress()
+        except BusError as exc:
+            log.warning("heartbeat for %s failed: %s", self._delivery.message.msg_id, exc)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
 
 
 def _status(outcome: TaskOutcome) -> str:
