@@ -450,10 +450,11 @@ def _append_many(
     careful: bool = False,
 ) -> list[Appended | StorageError]:
     """Each request as `_append` does it; a conflict is returned in its place. `_append`
-    raises those before it writes anything, so the others still commit. The claims of
-    the runs (unless `careful`), then the new runs, events and artefacts of all the
-    requests go in together: statements, not rows, are what an append pays for. A run's
-    second request in the group goes in a round after its first's."""
+    raises those before it writes anything, so the others still commit. The new runs'
+    rows, the claims of the other runs (unless `careful`), and then the events and
+    artefacts of all the requests go in a statement each: statements, not rows, are what
+    an append pays for. A run's second request in the group goes in a round after its
+    first's."""
     sql = DriverSQL(conn)
     done: dict[int, Appended | StorageError] = {}
     for round_ in _rounds(requests):
