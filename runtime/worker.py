@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import secrets
@@ -229,9 +230,8 @@ class Worker:
         }
         # The span continues the scheduler's attempt span (the task's traceparent).
         with spans.execute_span(task.traceparent, manifest.name, span_attributes) as span:
-            package = loaded
             outcome = await self.sandbox.in_thread(
-                lambda: self._run_if_trusted(package, task, grants, limits)
+                functools.partial(self._run_if_trusted, loaded, task, grants, limits)
             )
             spans.set_outcome(span, outcome)
         if isinstance(outcome, TaskRejected):

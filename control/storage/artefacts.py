@@ -7,7 +7,7 @@ size limit is recorded by digest and size with no body (`truncated`). `prune` dr
 links of runs finished before a cutoff, then every blob no link needs any more.
 
 The scheduler writes a decision's artefacts in the transaction that appends its events
-(`AppendRequest.artefacts`, written by `write_artefacts`): a step's result and its output
+(`AppendRequest.artefacts`, whose rows `artefact_inserts` makes): a step's result and its output
 artefact are stored together or not at all, and capture costs no commit of its own
 (bench/audit.py measures what it does cost). `capture` writes artefacts on their own.
 """

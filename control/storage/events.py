@@ -276,6 +276,12 @@ def _said(request: AppendRequest) -> list[object]:
     return [request.stored_status.value, _json(sorted(request.stored_waiting))]
 
 
+def _fold_said(request: AppendRequest, now: datetime) -> _Folded:
+    """The request's events folded over what it says the run's row holds."""
+    assert request.stored_status is not None
+    return _fold(request, request.events, request.stored_status, request.stored_waiting, now)
+
+
 def _claimable(request: AppendRequest) -> bool:
     """Whether a first try may claim the run for `request` without reading it first: it
     says what the row holds, and its events repeat no key among themselves."""
@@ -299,10 +305,7 @@ def _claim_group(
     statement locks the runs of `also_lock` (claiming none): every run of a round is
     locked at once, in id order."""
     stamp = sql.timestamp(now)
-    folds = {
-        r.run_id: _fold(r, r.events, r.stored_status or RunStatus.PENDING, r.stored_waiting, now)
-        for r in requests
-    }
+    folds = {r.run_id: _fold_said(r, now) for r in requests}
     rows = [
         [r.run_id, fold.last_seq, *fold.row(stamp), r.expected_seq, *_said(r), stamp]
         for r in requests
@@ -425,11 +428,10 @@ def _in_one_statement(
     and no key among its events is stored (else the insert fails, and nothing is written);
     None when the row did not match: the caller appends the usual way."""
     r = request
-    assert r.stored_status is not None
     sql = DriverSQL(conn)
     now = datetime.now(UTC)
     stamp = sql.timestamp(now)
-    folded = _fold(r, r.events, r.stored_status, r.stored_waiting, now)
+    folded = _fold_said(r, now)
     inserts = [_events_insert(_event_rows(sql, r.run_id, folded))]
     if r.artefacts:
         entries = [(r.run_id, item) for item in r.artefacts]
@@ -628,16 +630,7 @@ class EventStore:
     async def _alone(self, request: AppendRequest) -> Appended | None:
         """A lone append in one statement (`_in_one_statement`) when it can be; else None."""
         r = request
-        keys = [e.key for e in r.events if e.key is not None]
-        if (
-            r.stored_status is None
-            or r.new_run is not None
-            or not r.events
-            or r.set_timers
-            or r.clear_timers
-            or r.logs
-            or len(set(keys)) != len(keys)
-        ):
+        if not _claimable(r) or r.set_timers or r.clear_timers or r.logs:
             return None
         try:
             return await self.db.single_statement(_in_one_statement, r, self.artefact_max_bytes)

@@ -234,8 +234,8 @@ class _NatsSubscription(Subscription[M]):
         self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        if self._waiter is not None:
+            _resolve(self._waiter)
 
     async def _wait(self, seconds: float) -> None:
         """Until a message or a status arrives, or `seconds` pass (not at all when one
