@@ -25,10 +25,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from flowforge.control.api.server import SERVICE_NAMES, ApiServer, ServerConfig
 from flowforge.proto.v1 import run_pb2, run_pb2_grpc, workflow_pb2, workflow_pb2_grpc
-from flowforge.runtime.bus.nats import NatsBus
 from tests.cli import run_cli
 from tests.pg import fresh_database
-from tests.runtime.bus.conftest import SETTINGS, new_prefix, open_bus
+from tests.runtime.bus.conftest import SETTINGS, delete_streams, new_prefix, open_bus
 
 from .conftest import (
     CHAIN,
@@ -209,7 +208,4 @@ async def test_a_run_completes_through_the_api_on_postgresql_and_nats(workspace:
                 assert done.status == "succeeded"
                 assert json.loads(done.steps[-1].output_json) == {"result": 9}
         finally:
-            admin = await open_bus("nats", prefix)
-            assert isinstance(admin, NatsBus)
-            await admin.delete_streams()
-            await admin.close()
+            await delete_streams(prefix)

@@ -22,11 +22,10 @@ from flowforge.control.api.client import connect
 from flowforge.control.storage import Event, RunState, RunStatus, Storage
 from flowforge.control.storage import EventType as E
 from flowforge.proto.v1 import run_pb2
-from flowforge.runtime.bus.nats import NatsBus
 from tests.cli import CliResult, run_cli
 from tests.control.api.test_server import _self_signed
 from tests.pg import fresh_database
-from tests.runtime.bus.conftest import NATS_URL, new_prefix, open_bus
+from tests.runtime.bus.conftest import NATS_URL, delete_streams, new_prefix
 from tests.runtime.bus.test_worker_process import WorkerProcess
 
 from .conftest import Workspace
@@ -298,7 +297,7 @@ def _control_plane(
             yield url, ("--nats", NATS_URL, "--prefix", prefix, "--no-worker")
         finally:
             worker.stop()
-            asyncio.run(_delete_streams(prefix))
+            asyncio.run(delete_streams(prefix))
 
 
 async def _start_runs_and_kill(
@@ -343,10 +342,3 @@ async def _run_logs(url: str, run_ids: list[str]) -> dict[str, list[Event]]:
         return {run_id: await storage.events.read(run_id) for run_id in run_ids}
     finally:
         await storage.close()
-
-
-async def _delete_streams(prefix: str) -> None:
-    bus = await open_bus("nats", prefix)
-    assert isinstance(bus, NatsBus)
-    await bus.delete_streams()
-    await bus.close()

@@ -15,9 +15,8 @@ import pytest
 
 from flowforge.control.scheduler import PackageFolders, Scheduler, VersionCatalog
 from flowforge.control.storage import EventType, RunStatus, Storage
-from flowforge.runtime.bus.nats import NatsBus
 from tests.pg import fresh_database
-from tests.runtime.bus.conftest import SETTINGS, new_prefix, open_bus
+from tests.runtime.bus.conftest import SETTINGS, delete_streams, new_prefix, open_bus
 from tests.runtime.bus.test_worker_process import WorkerProcess
 
 from .conftest import Packages, spin_config
@@ -34,10 +33,7 @@ def pg_url() -> Iterator[str]:
 async def prefix() -> AsyncIterator[str]:
     name = new_prefix()
     yield name
-    admin = await open_bus("nats", name)
-    assert isinstance(admin, NatsBus)
-    await admin.delete_streams()
-    await admin.close()
+    await delete_streams(name)
 
 
 @pytest.fixture

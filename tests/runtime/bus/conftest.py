@@ -56,15 +56,20 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     await opened.close()
 
 
+async def delete_streams(prefix: str) -> None:
+    """Remove the streams of `prefix` from the test NATS server."""
+    admin = await open_bus("nats", prefix)
+    assert isinstance(admin, NatsBus)
+    await admin.delete_streams()
+    await admin.close()
+
+
 @pytest.fixture
 async def nats_prefix() -> AsyncIterator[str]:
     """A fresh stream prefix on the test NATS server, its streams deleted afterwards."""
     prefix = new_prefix()
     yield prefix
-    admin = await open_bus("nats", prefix)
-    assert isinstance(admin, NatsBus)
-    await admin.delete_streams()
-    await admin.close()
+    await delete_streams(prefix)
 
 
 def spin_config(seconds: float) -> str:
